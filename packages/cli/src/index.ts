@@ -1,0 +1,3 @@
+export { type CommandSpec, helpText, parseCommand, UsageError } from "./args.js";
+export { COMMANDS } from "./commands.js";
+export { type Io, main } from "./main.js";

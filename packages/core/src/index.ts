@@ -1,0 +1,1 @@
+export { emaDecay, oldPolicyDecay } from "./decay.js";

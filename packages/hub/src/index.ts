@@ -1,0 +1,1 @@
+export { hubCacheDir, isHubOffline, type RepoType, repoFolderName } from "./cache.js";

@@ -1,0 +1,1 @@
+export { type FluxTransformerConfig, parseFluxTransformerConfig } from "./flux-config.js";

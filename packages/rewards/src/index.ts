@@ -1,0 +1,1 @@
+export { expectedScore, type TokenLogprob } from "./score.js";
