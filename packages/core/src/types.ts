@@ -1,0 +1,91 @@
+/**
+ * The model-agnostic data types shared by adapters, samplers, rewards and benchmarks.
+ * Versioned with INTERFACE_VERSION: a breaking change to any interface here bumps it, so
+ * adapters and rewards built against another version fail at configuration time.
+ */
+export const INTERFACE_VERSION = 1;
+
+/** An 8-bit RGB image in row-major HWC layout (what sharp decodes to, and what judges receive). */
+export interface RgbImage {
+  width: number;
+  height: number;
+  /** width × height × 3 bytes, row-major, channels last. */
+  data: Uint8Array;
+}
+
+/** One edit to make: an instruction applied to a source image, with an optional per-sample requirement. */
+export interface EditRequest {
+  /** Stable identifier (data-set row, benchmark key); groups and caches key on it. */
+  key: string;
+  instruction: string;
+  source: RgbImage;
+  /** Task-specific judging requirement (Edit-R1's "requirement" field), shown to the judge. */
+  requirement?: string;
+}
+
+/** What a reward scores: the request plus the edited image. */
+export interface RewardInput extends EditRequest {
+  edited: RgbImage;
+}
+
+export interface RewardOutput {
+  /** In [0, 1]. A reward never invents a score: on failure it throws. */
+  score: number;
+  /** Named parts of the score (a composed reward logs each). */
+  components: Record<string, number>;
+  /** Raw judge output (top logprobs, text) kept for logs. */
+  raw?: unknown;
+}
+
+/** A reward model: scores a batch of edits. Implementations may batch, cache and run requests concurrently. */
+export interface Reward {
+  readonly name: string;
+  score(batch: readonly RewardInput[], options?: { signal?: AbortSignal }): Promise<RewardOutput[]>;
+  /** Frees sockets, servers or workers. */
+  close?(): Promise<void>;
+}
+
+/** Velocity of the flow at sigma for a batch of flattened latents (row-major, batch first). */
+export type VelocityFn = (x: Float32Array, sigma: number, step: number) => Promise<Float32Array> | Float32Array;
+
+export interface SampleResult {
+  /** The clean latents x0 (sigma = 0). */
+  x0: Float32Array;
+  /** Every intermediate latent, x at sigmas[0] first, when requested. */
+  trajectory?: Float32Array[];
+}
+
+/**
+ * A black-box sampler: integrates a velocity field from noise at sigmas[0] down to sigmas[last] (= 0).
+ * DiffusionNFT never needs its likelihood, so any deterministic or stochastic solver works.
+ */
+export interface Sampler {
+  readonly name: string;
+  sample(
+    noise: Float32Array,
+    sigmas: readonly number[],
+    velocity: VelocityFn,
+    options?: { keepTrajectory?: boolean },
+  ): Promise<SampleResult>;
+}
+
+/** One scored item of a benchmark. */
+export interface BenchmarkItemResult {
+  key: string;
+  category: string;
+  /** Undefined when the item failed (missing image, unparsable judge reply); `error` says why. */
+  score?: number;
+  scores?: Record<string, number>;
+  error?: string;
+}
+
+export interface BenchmarkReport {
+  benchmark: string;
+  /** Per-category means and the overall aggregate, as the benchmark defines it. */
+  categories: Record<string, { mean: number; count: number }>;
+  overall: number;
+  items: BenchmarkItemResult[];
+  /** Generation protocol and judge settings, recorded with the results. */
+  protocol: Record<string, unknown>;
+  excluded: number;
+}
