@@ -19,6 +19,11 @@ export interface EditRequest {
   key: string;
   instruction: string;
   source: RgbImage;
+  /**
+   * Identifies the source image (its data-set path, a content hash); with the instruction it forms the
+   * group key, so rows sharing an instruction but not an image are separate groups. Defaults to `key`.
+   */
+  sourceKey?: string;
   /** Task-specific judging requirement (Edit-R1's "requirement" field), shown to the judge. */
   requirement?: string;
 }
@@ -46,7 +51,11 @@ export interface Reward {
 }
 
 /** Velocity of the flow at sigma for a batch of flattened latents (row-major, batch first). */
-export type VelocityFn = (x: Float32Array, sigma: number, step: number) => Promise<Float32Array> | Float32Array;
+export type VelocityFn = (
+  x: Float32Array,
+  sigma: number,
+  step: number,
+) => Promise<Float32Array> | Float32Array;
 
 export interface SampleResult {
   /** The clean latents x0 (sigma = 0). */
