@@ -1,4 +1,85 @@
+export { AdamW, type AdamWSettings, type AdamWState, DEFAULT_ADAMW } from "./adamw.js";
 export { emaDecay, oldPolicyDecay } from "./decay.js";
+export {
+  type DatasetIssue,
+  EditDataset,
+  EditDatasetError,
+  type EditDatasetRow,
+  type LoadEditDatasetOptions,
+  type PromptSet,
+  promptSetFromRequests,
+} from "./edit-dataset.js";
+export { Ema } from "./ema.js";
+export { ConfigError, EditR1Error, ShapeError } from "./errors.js";
+export {
+  DEFAULT_FLOW_SCHEDULE_CONFIG,
+  dynamicShiftMu,
+  editR1BaseSigmas,
+  type FlowSchedule,
+  type FlowScheduleConfig,
+  type FlowScheduleOptions,
+  flowMatchSchedule,
+  flowScheduleConfigFromDiffusers,
+  timeShift,
+} from "./flow-schedule.js";
+export {
+  DEFAULT_GROUP_FILTER,
+  type GroupFilterSettings,
+  type GroupStatistics,
+  groupKeyOf,
+  groupStatistics,
+} from "./group-stats.js";
+export { decodeImage, encodePng, imageGridPng } from "./image-io.js";
+export {
+  type AdvantageMode,
+  advantageToR,
+  DEFAULT_NFT_SETTINGS,
+  type NftLossInput,
+  type NftLossOutput,
+  type NftSettings,
+  nftLoss,
+} from "./nft-loss.js";
+export {
+  accumulate,
+  assertSameLayout,
+  clipGradNorm,
+  cloneParams,
+  globalNorm,
+  type ParamSet,
+  softUpdate,
+  zerosLike,
+} from "./params.js";
+export {
+  type ChartSeries,
+  escapeHtml,
+  type GalleryItem,
+  type ReportInput,
+  renderReport,
+  svgLineChart,
+} from "./report.js";
+export { Rng, type RngState } from "./rng.js";
+export { RunDirectory } from "./run-directory.js";
+export {
+  type DecodedSafetensors,
+  decodeSafetensorsF32,
+  encodeSafetensorsF32,
+  SafetensorsFormatError,
+} from "./safetensors-f32.js";
+export { DpmSolverPlusPlus2MSampler, EulerSampler, HeunSampler, samplerByName } from "./samplers.js";
+export { ToyFlowPolicy, type ToyFlowPolicyOptions, ToyRegionReward, toyPointOf } from "./toy-policy.js";
+export type { NftBatch, NftStepResult, TrainablePolicy } from "./trainable-policy.js";
+export {
+  DEFAULT_TRAIN_CONFIG,
+  PromptsExhaustedError,
+  resolveTrainConfig,
+  type StepMetrics,
+  type TrainConfig,
+  type TrainConfigInput,
+  TrainingDivergedError,
+  type TrainOptions,
+  type TrainResult,
+  train,
+} from "./trainer.js";
 export {
   type BenchmarkItemResult,
   type BenchmarkReport,

@@ -1,0 +1,208 @@
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { promptSetFromRequests } from "./edit-dataset.js";
+import type { ParamSet } from "./params.js";
+import { Rng } from "./rng.js";
+import { DpmSolverPlusPlus2MSampler, EulerSampler } from "./samplers.js";
+import { ToyFlowPolicy, ToyRegionReward, toyPointOf } from "./toy-policy.js";
+import { type StepMetrics, type TrainConfigInput, TrainingDivergedError, train } from "./trainer.js";
+import type { EditRequest, Reward, RewardInput } from "./types.js";
+
+const dirs: string[] = [];
+const tempDir = (): string => {
+  const d = mkdtempSync(join(tmpdir(), "edit-r1-core-"));
+  dirs.push(d);
+  return d;
+};
+afterAll(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+const blank = { width: 1, height: 1, data: new Uint8Array(3) };
+const requests: EditRequest[] = ["move it right", "push right", "go east", "shift the dot"].map(
+  (instruction, i) => ({
+    key: `p${i}`,
+    instruction,
+    source: blank,
+  }),
+);
+const prompts = promptSetFromRequests(requests);
+
+const toyConfig: TrainConfigInput = {
+  seed: 7,
+  promptsPerBatch: 2,
+  groupSize: 8,
+  rolloutBatches: 2,
+  trainBatchSize: 8,
+  optimizer: { lr: 3e-3 },
+  checkpointEvery: 1,
+  keepCheckpoints: 10,
+  sampleGridEvery: 2,
+};
+
+/** Mean reward of the toy policy's rollouts from fixed noise: an evaluation independent of training draws. */
+async function evalReward(policy: ToyFlowPolicy, params: ParamSet, reward: ToyRegionReward): Promise<number> {
+  const reqs = Array.from({ length: 256 }, (_, i) => requests[i % requests.length]!);
+  const noise = new Rng(999).normals(reqs.length * 2);
+  const { x0 } = await new EulerSampler().sample(noise, policy.sigmas(reqs), policy.velocity(reqs, params));
+  const images = await policy.decode(x0, reqs);
+  return images.reduce((a, img) => a + reward.scorePoint(toyPointOf(img)[0]), 0) / images.length;
+}
+
+const withoutTimes = (m: StepMetrics[]) => m.map(({ time: _t, ...rest }) => rest);
+
+describe("train (toy policy)", () => {
+  it("raises the mean reward of a reward preferring x > 0.5", async () => {
+    const policy = new ToyFlowPolicy({ seed: 1 });
+    const reward = new ToyRegionReward(0.5, 2);
+    const before = await evalReward(policy, policy.initialParameters(), reward);
+    const result = await train({
+      policy,
+      sampler: new DpmSolverPlusPlus2MSampler(),
+      reward,
+      prompts,
+      outDir: tempDir(),
+      config: { ...toyConfig, steps: 25, checkpointEvery: 25 },
+      progress: null,
+    });
+    const after = await evalReward(policy, result.params, reward);
+    const afterEma = await evalReward(policy, result.emaParams, reward);
+    console.log(
+      `toy reward: before ${before.toFixed(3)}, after ${after.toFixed(3)} (EMA ${afterEma.toFixed(3)})`,
+    );
+    expect(after).toBeGreaterThan(before + 0.25);
+    expect(afterEma).toBeGreaterThan(before + 0.2);
+    const firstSteps = result.metrics.slice(0, 5).reduce((a, m) => a + m.rewardMean, 0) / 5;
+    const lastSteps = result.metrics.slice(-5).reduce((a, m) => a + m.rewardMean, 0) / 5;
+    expect(lastSteps).toBeGreaterThan(firstSteps);
+  });
+
+  it("resumes exactly: 4 steps in one go equal 2 + resume + 2", async () => {
+    const run = async (outDir: string, steps: number, resume: boolean) =>
+      train({
+        policy: new ToyFlowPolicy({ seed: 3 }),
+        sampler: new EulerSampler(),
+        reward: new ToyRegionReward(),
+        prompts,
+        outDir,
+        config: { ...toyConfig, steps },
+        resume,
+        progress: null,
+      });
+    const straight = await run(tempDir(), 4, false);
+    const split = tempDir();
+    await run(split, 2, false);
+    const resumed = await run(split, 4, true);
+    expect(resumed.metrics.map((m) => m.step)).toEqual([3, 4]);
+    const lines = readFileSync(join(split, "metrics.jsonl"), "utf8")
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l));
+    expect(withoutTimes(lines)).toEqual(withoutTimes(straight.metrics));
+    expect(Array.from(resumed.params["mlp.0.weight"]!)).toEqual(Array.from(straight.params["mlp.0.weight"]!));
+    expect(Array.from(resumed.emaParams["mlp.4.weight"]!)).toEqual(
+      Array.from(straight.emaParams["mlp.4.weight"]!),
+    );
+    const report = readFileSync(join(split, "report.html"), "utf8");
+    expect(report).toContain("<svg");
+    expect(report).toContain("data:image/png;base64,");
+  });
+
+  it("stops on a non-finite reward and leaves the last good checkpoint intact", async () => {
+    const inner = new ToyRegionReward();
+    let calls = 0;
+    const flaky: Reward = {
+      name: "flaky",
+      async score(batch: readonly RewardInput[]) {
+        calls++;
+        const out = await inner.score(batch);
+        // Two scoring calls per step: the fifth is step 3's first batch.
+        if (calls === 5) out[1]!.score = Number.NaN;
+        return out;
+      },
+    };
+    const outDir = tempDir();
+    const attempt = train({
+      policy: new ToyFlowPolicy({ seed: 3 }),
+      sampler: new EulerSampler(),
+      reward: flaky,
+      prompts,
+      outDir,
+      config: { ...toyConfig, steps: 5 },
+      progress: null,
+    });
+    await expect(attempt).rejects.toThrow(TrainingDivergedError);
+    await expect(attempt).rejects.toThrow(/step 3.*NaN.*step-00000002/s);
+    // The good checkpoint resumes; with a sane reward the run then finishes.
+    const resumed = await train({
+      policy: new ToyFlowPolicy({ seed: 3 }),
+      sampler: new EulerSampler(),
+      reward: inner,
+      prompts,
+      outDir,
+      config: { ...toyConfig, steps: 3 },
+      resume: true,
+      progress: null,
+    });
+    expect(resumed.metrics.map((m) => m.step)).toEqual([3]);
+  });
+
+  it("scores one rollout batch while the next one rolls out", async () => {
+    const events: string[] = [];
+    const inner = new ToyRegionReward();
+    let scored = 0;
+    const slow: Reward = {
+      name: "slow",
+      score(batch) {
+        const id = scored++;
+        events.push(`score ${id} start`);
+        return new Promise((resolve) =>
+          setTimeout(() => {
+            events.push(`score ${id} end`);
+            resolve(inner.score(batch));
+          }, 20),
+        );
+      },
+    };
+    const policy = new ToyFlowPolicy();
+    let rollouts = 0;
+    const sigmas = policy.sigmas.bind(policy);
+    policy.sigmas = (reqs) => {
+      events.push(`rollout ${rollouts++}`);
+      return sigmas(reqs);
+    };
+    await train({
+      policy,
+      sampler: new EulerSampler(),
+      reward: slow,
+      prompts,
+      outDir: tempDir(),
+      config: { ...toyConfig, steps: 1 },
+      progress: null,
+    });
+    expect(events.slice(0, 5)).toEqual([
+      "rollout 0",
+      "score 0 start",
+      "rollout 1",
+      "score 1 start",
+      "score 0 end",
+    ]);
+  });
+
+  it("refuses to overwrite a run folder without resume", async () => {
+    const outDir = tempDir();
+    const cfg = { ...toyConfig, steps: 1 };
+    const opts = {
+      policy: new ToyFlowPolicy(),
+      sampler: new EulerSampler(),
+      reward: new ToyRegionReward(),
+      prompts,
+    };
+    await train({ ...opts, outDir, config: cfg, progress: null });
+    await expect(train({ ...opts, outDir, config: cfg, progress: null })).rejects.toThrow(
+      /already holds checkpoints/,
+    );
+  });
+});
