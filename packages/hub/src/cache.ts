@@ -1,13 +1,16 @@
 import { homedir } from "node:os";
 import { join } from "node:path";
+import { HubError } from "./hub-error.js";
 
 export type RepoType = "model" | "dataset" | "space";
 
 /** The folder name the Hugging Face cache uses for a repository: `models--org--name`. */
 export function repoFolderName(repoId: string, type: RepoType = "model"): string {
   if (!/^[\w.-]+(\/[\w.-]+)?$/.test(repoId)) {
-    throw new Error(
-      `Invalid Hub repository id "${repoId}": expected "org/name" (letters, digits, '.', '_', '-').`,
+    throw new HubError(
+      "invalid-repo",
+      repoId,
+      `Invalid Hub repository id "${repoId}": expected "org/name" (letters, digits, '.', '_', '-') or an existing local folder.`,
     );
   }
   return `${type}s--${repoId.replaceAll("/", "--")}`;
