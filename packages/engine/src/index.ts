@@ -1,3 +1,10 @@
+export {
+  type AtomicWriteData,
+  AtomicWriteError,
+  type AtomicWriteOptions,
+  writeFileAtomic,
+} from "./atomic-write.js";
+export { type GradOptions, grad, RECOMPUTE_OF_ATTR } from "./autodiff.js";
 export { DTYPE_BYTES, type DType, numel, SAFETENSORS_DTYPES } from "./dtype.js";
 export {
   type Attrs,
@@ -11,4 +18,60 @@ export {
   Tensor,
   type TensorSource,
 } from "./graph.js";
+export { erfValue, evaluate, type FeedValue, InterpretError } from "./interpret.js";
+export {
+  IR_VERSION,
+  type LoweredModel,
+  type LowerOptions,
+  lower,
+  OPSET,
+  type ValueSpec,
+} from "./lower.js";
+export * as nn from "./nn.js";
 export * as ops from "./ops.js";
+export {
+  type CompileOptions,
+  CudaUnavailableError,
+  closeDefaultRuntime,
+  compile,
+  type Device,
+  defaultRuntime,
+  FeedError,
+  type RunOptions,
+  Runtime,
+  RuntimeError,
+  Session,
+  type SessionOptions,
+  type TensorData,
+} from "./runtime.js";
+export { openSafetensors, SafetensorsCheckpoint } from "./safetensors-checkpoint.js";
+export {
+  bfloat16BitsToFloat32,
+  bfloat16ToFloat32,
+  float16BitsToFloat32,
+  float16ToFloat32,
+  float32ToBfloat16,
+  float32ToBfloat16Bits,
+  float32ToFloat16,
+  float32ToFloat16Bits,
+} from "./safetensors-convert.js";
+export { SafetensorsError, type SafetensorsErrorCode } from "./safetensors-error.js";
+export { type OpenSafetensorsOptions, SafetensorsFile } from "./safetensors-file.js";
+export {
+  type ExternalTensorRef,
+  MAX_SAFETENSORS_HEADER_BYTES,
+  type ParseHeaderContext,
+  parseSafetensorsHeader,
+  type SafetensorsHeader,
+  type SafetensorsTensorInfo,
+} from "./safetensors-header.js";
+export { readTensorBytes, readTensorData, readTensorFloat32, type TensorArray } from "./safetensors-read.js";
+export {
+  encodeSafetensors,
+  encodeSafetensorsParts,
+  type WritableTensor,
+  type WritableTensors,
+  type WriteSafetensorsOptions,
+  writeSafetensors,
+} from "./safetensors-write.js";
+export { registerVjp, type VjpArgs, type VjpRule } from "./vjp.js";

@@ -282,3 +282,123 @@ export function softmax(x: Tensor, axis = -1): Tensor {
   const a = normAxis("Softmax", g, axis, x.rank);
   return g.addNode("Softmax", [x], { axis: a }, [{ shape: x.shape, dtype: x.dtype }])[0]!;
 }
+
+/** Spatial padding as one number, [height, width] (both sides), or [top, left, bottom, right] (ONNX order). */
+export type Padding2d = number | readonly [number, number] | readonly [number, number, number, number];
+
+export interface Conv2dOptions {
+  stride?: number | readonly [number, number];
+  padding?: Padding2d;
+  dilation?: number | readonly [number, number];
+  groups?: number;
+}
+
+const pair = (v: number | readonly [number, number] | undefined, d: number): [number, number] =>
+  v === undefined ? [d, d] : typeof v === "number" ? [v, v] : [v[0], v[1]];
+
+function pads4(p: Padding2d | undefined): [number, number, number, number] {
+  if (p === undefined) return [0, 0, 0, 0];
+  if (typeof p === "number") return [p, p, p, p];
+  if (p.length === 2) return [p[0], p[1], p[0], p[1]];
+  return [p[0], p[1], p[2], p[3]];
+}
+
+function checkConvOperands(
+  op: string,
+  x: Tensor,
+  w: Tensor,
+  bias: Tensor | undefined,
+  groups: number,
+  outChannels: number,
+) {
+  const g = x.graph;
+  if (x.rank !== 4 || w.rank !== 4)
+    fail(op, g, `needs NCHW input and 4-D weight, got ${fmt(x.shape)} and ${fmt(w.shape)}`);
+  if (x.dtype !== w.dtype || !isFloat(x.dtype))
+    fail(op, g, `input and weight must share a float dtype, got ${x.dtype} and ${w.dtype}`);
+  if (!Number.isInteger(groups) || groups < 1)
+    fail(op, g, `groups must be a positive integer, got ${groups}`);
+  if (bias && (bias.rank !== 1 || bias.shape[0] !== outChannels || bias.dtype !== x.dtype)) {
+    fail(op, g, `bias must be ${x.dtype} [${outChannels}], got ${bias.dtype} ${fmt(bias.shape)}`);
+  }
+}
+
+/**
+ * 2-D convolution (ONNX Conv), NCHW. `w` is [out, in/groups, kH, kW] as PyTorch stores it; `bias` is [out].
+ */
+export function conv2d(x: Tensor, w: Tensor, bias?: Tensor, options: Conv2dOptions = {}): Tensor {
+  const g = x.graph;
+  const groups = options.groups ?? 1;
+  checkConvOperands("Conv", x, w, bias, groups, w.shape[0]!);
+  const [n, c, h, wd] = x.shape as [number, number, number, number];
+  const [o, ci, kh, kw] = w.shape as [number, number, number, number];
+  if (c !== ci * groups || o % groups !== 0) {
+    fail("Conv", g, `input ${fmt(x.shape)} and weight ${fmt(w.shape)} disagree for groups=${groups}`);
+  }
+  const strides = pair(options.stride, 1);
+  const dil = pair(options.dilation, 1);
+  const pads = pads4(options.padding);
+  const oh = Math.floor((h + pads[0] + pads[2] - dil[0] * (kh - 1) - 1) / strides[0]) + 1;
+  const ow = Math.floor((wd + pads[1] + pads[3] - dil[1] * (kw - 1) - 1) / strides[1]) + 1;
+  if (oh < 1 || ow < 1 || [...strides, ...dil].some((s) => s < 1) || pads.some((p) => p < 0)) {
+    fail("Conv", g, `kernel ${kh}x${kw} does not fit input ${fmt(x.shape)} with these options`);
+  }
+  const attrs = { kernel_shape: [kh, kw], strides, dilations: dil, pads, group: groups };
+  return g.addNode("Conv", bias ? [x, w, bias] : [x, w], attrs, [
+    { shape: [n, o, oh, ow], dtype: x.dtype },
+  ])[0]!;
+}
+
+export interface ConvTranspose2dOptions extends Conv2dOptions {
+  /** Extra rows/columns added at the bottom/right of the output (resolves the stride ambiguity). */
+  outputPadding?: number | readonly [number, number];
+}
+
+/**
+ * 2-D transposed convolution (ONNX ConvTranspose), NCHW: the vector-Jacobian product of `conv2d` with
+ * respect to its input. `w` is [in, out/groups, kH, kW] as PyTorch stores it; `bias` is [out].
+ */
+export function convTranspose2d(
+  x: Tensor,
+  w: Tensor,
+  bias?: Tensor,
+  options: ConvTranspose2dOptions = {},
+): Tensor {
+  const g = x.graph;
+  const groups = options.groups ?? 1;
+  checkConvOperands("ConvTranspose", x, w, bias, groups, w.shape[1]! * groups);
+  const [n, c, h, wd] = x.shape as [number, number, number, number];
+  const [ci, og, kh, kw] = w.shape as [number, number, number, number];
+  if (c !== ci || c % groups !== 0) {
+    fail(
+      "ConvTranspose",
+      g,
+      `input ${fmt(x.shape)} and weight ${fmt(w.shape)} disagree for groups=${groups}`,
+    );
+  }
+  const strides = pair(options.stride, 1);
+  const dil = pair(options.dilation, 1);
+  const pads = pads4(options.padding);
+  const outPad = pair(options.outputPadding, 0);
+  const oh = strides[0] * (h - 1) + outPad[0] + dil[0] * (kh - 1) + 1 - pads[0] - pads[2];
+  const ow = strides[1] * (wd - 1) + outPad[1] + dil[1] * (kw - 1) + 1 - pads[1] - pads[3];
+  if (
+    oh < 1 ||
+    ow < 1 ||
+    outPad[0] >= Math.max(strides[0], dil[0]) ||
+    outPad[1] >= Math.max(strides[1], dil[1])
+  ) {
+    fail("ConvTranspose", g, `options give an invalid output size ${oh}x${ow} for input ${fmt(x.shape)}`);
+  }
+  const attrs = {
+    kernel_shape: [kh, kw],
+    strides,
+    dilations: dil,
+    pads,
+    group: groups,
+    output_padding: outPad,
+  };
+  return g.addNode("ConvTranspose", bias ? [x, w, bias] : [x, w], attrs, [
+    { shape: [n, og * groups, oh, ow], dtype: x.dtype },
+  ])[0]!;
+}

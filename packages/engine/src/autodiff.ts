@@ -1,0 +1,144 @@
+import { GraphError, type Node, type Tensor } from "./graph.js";
+import { add, isFloat } from "./ops.js";
+import { isDifferentiableInput, vjpRule, zeros } from "./vjp.js";
+
+/**
+ * Reverse-mode autodiff over the graph IR. `grad` appends the backward pass to the same graph, so a
+ * training step (forward, loss, gradients, even the optimizer update) is one ordinary graph that lowers to
+ * one ONNX model — the only way to keep activations on the device with onnxruntime-node.
+ */
+
+export interface GradOptions {
+  /**
+   * The upstream gradient dL/dy, same shape and dtype as `y`. Defaults to ones when `y` has one element;
+   * required otherwise.
+   */
+  seed?: Tensor;
+  /** Module-path prefix of the backward nodes (default "grad"); each node also gets its forward node's scope. */
+  scope?: string;
+}
+
+/** The attribute that marks a node cloned from a recompute region (value: the forward node's id). */
+export const RECOMPUTE_OF_ATTR = "_recompute_of";
+
+/**
+ * Gradients of `y` with respect to each tensor in `wrt`, as new tensors of the same graph (shape and dtype of
+ * the corresponding `wrt`).
+ *
+ * - Gradients stop at `stopGradient` nodes and never flow through integer or bool tensors (indices, masks,
+ *   comparisons); asking for the gradient of an integer tensor is an error.
+ * - A `wrt` tensor that `y` does not depend on (or only through stopped paths) gets zeros, not an error, so
+ *   parameter lists can be generic.
+ * - Nodes built inside `graph.recompute(...)` are re-emitted in the backward pass from the region's inputs
+ *   (clones carry the `_recompute_of` attribute), so the backward never reads the region's interior
+ *   activations and onnxruntime can free them after the forward pass. Region outputs (tensors used outside
+ *   the region) are kept.
+ */
+export function grad(y: Tensor, wrt: readonly Tensor[], options: GradOptions = {}): Tensor[] {
+  const g = y.graph;
+  for (const w of wrt) {
+    if (w.graph !== g) throw new GraphError(`grad: wrt tensor ${w} belongs to another graph than y ${y}`);
+    if (!isFloat(w.dtype)) {
+      throw new GraphError(`grad: wrt tensor ${w} is ${w.dtype}; only floating-point tensors have gradients`);
+    }
+  }
+  if (!isFloat(y.dtype)) throw new GraphError(`grad: y ${y} is ${y.dtype}; it must be floating-point`);
+  const seed = options.seed;
+  if (seed) {
+    if (seed.graph !== g) throw new GraphError(`grad: seed ${seed} belongs to another graph than y ${y}`);
+    if (seed.dtype !== y.dtype || !sameShape(seed.shape, y.shape)) {
+      throw new GraphError(`grad: seed ${seed} must have y's dtype and shape (${y})`);
+    }
+  } else if (y.size !== 1) {
+    throw new GraphError(
+      `grad: y ${y} has ${y.size} elements; reduce it to a scalar or pass options.seed (dL/dy)`,
+    );
+  }
+
+  const forwardCount = g.nodes.length;
+  const forward = g.nodes.slice(0, forwardCount);
+
+  // Tensors that depend differentiably on some wrt tensor: only these carry gradients.
+  const active = new Set<number>(wrt.map((w) => w.id));
+  for (const node of forward) {
+    if (node.attrs._stop_gradient) continue;
+    if (!node.inputs.some((t, i) => active.has(t.id) && isDifferentiableInput(node.op, i))) continue;
+    for (const out of node.outputs) if (isFloat(out.dtype)) active.add(out.id);
+  }
+
+  const prefix = options.scope ?? "grad";
+  const inScope = <T>(scope: string, fn: () => T): T =>
+    g.scope(prefix, () => (scope ? g.scope(scope, fn) : fn()));
+
+  const primal = recomputer(forward, y, wrt);
+  const grads = new Map<number, Tensor>();
+  if (active.has(y.id)) {
+    grads.set(y.id, seed ?? inScope("", () => g.constant(1, y.shape, y.dtype)));
+  }
+  for (let n = forwardCount - 1; n >= 0 && grads.size > 0; n--) {
+    const node = forward[n]!;
+    const outGrads = node.outputs.map((o) => grads.get(o.id));
+    if (outGrads.every((t) => t === undefined)) continue;
+    const needs = (i: number) =>
+      i < node.inputs.length && active.has(node.inputs[i]!.id) && isDifferentiableInput(node.op, i);
+    if (!node.inputs.some((_, i) => needs(i))) continue;
+    const rule = vjpRule(node.op);
+    if (!rule) {
+      throw new GraphError(
+        `grad: no vector-Jacobian rule for op ${node.op} (node #${node.id} at "${node.scope}"); register one with registerVjp or put stopGradient before it`,
+      );
+    }
+    const inGrads = inScope(node.scope, () => rule({ node, grads: outGrads, primal, needs }));
+    node.inputs.forEach((input, i) => {
+      const gi = inGrads[i];
+      if (!gi || !needs(i)) return;
+      if (gi.dtype !== input.dtype || !sameShape(gi.shape, input.shape)) {
+        throw new GraphError(
+          `grad: the ${node.op} rule gave ${gi} for input ${i} ${input} (engine bug: shapes must match)`,
+        );
+      }
+      const prev = grads.get(input.id);
+      grads.set(input.id, prev ? inScope(node.scope, () => add(prev, gi)) : gi);
+    });
+  }
+  return wrt.map((w) => grads.get(w.id) ?? inScope("", () => zeros(w)));
+}
+
+function sameShape(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((d, i) => d === b[i]);
+}
+
+/**
+ * Returns `primal(t)`: `t` itself, or for a tensor inside a recompute region that nothing outside the region
+ * reads, a clone of the region's nodes re-emitted from the region's inputs (built once, on first use).
+ */
+function recomputer(forward: readonly Node[], y: Tensor, wrt: readonly Tensor[]): (t: Tensor) => Tensor {
+  const kept = new Set<number>([y.id, ...wrt.map((w) => w.id)]);
+  for (const node of forward) {
+    for (const t of node.inputs) {
+      const p = t.producer;
+      if (p && p.recompute !== undefined && p.recompute !== node.recompute) kept.add(t.id);
+    }
+  }
+  const inForward = new Set(forward.map((n) => n.id));
+  const clones = new Map<number, Tensor>();
+  const primal = (t: Tensor): Tensor => {
+    const node = t.producer;
+    if (!node || node.recompute === undefined || !inForward.has(node.id) || kept.has(t.id)) return t;
+    const done = clones.get(t.id);
+    if (done) return done;
+    const inputs = node.inputs.map(primal);
+    // Built inside the rule that first needs it, so it carries that rule's scope.
+    const outs = t.graph.addNode(
+      node.op,
+      inputs,
+      { ...node.attrs, [RECOMPUTE_OF_ATTR]: node.id },
+      node.outputs.map((o) => ({ shape: o.shape, dtype: o.dtype })),
+    );
+    node.outputs.forEach((o, i) => {
+      clones.set(o.id, outs[i]!);
+    });
+    return clones.get(t.id)!;
+  };
+  return primal;
+}

@@ -1,0 +1,410 @@
+import { realpathSync } from "node:fs";
+import * as path from "node:path";
+import { DTYPE_BYTES, type DType, numel } from "./dtype.js";
+import { type AttrValue, type ExternalData, type Graph, GraphError, type Tensor } from "./graph.js";
+import {
+  AttributeType,
+  encodeModel,
+  type OnnxAttribute,
+  type OnnxNode,
+  type OnnxTensor,
+  type OnnxValueInfo,
+} from "./onnx-proto.js";
+import { onnxDtypeCode } from "./ops.js";
+import { float32ToBfloat16Bits, float32ToFloat16Bits } from "./safetensors-convert.js";
+
+/** The ONNX IR version and default-domain opset the engine emits. */
+export const IR_VERSION = 10;
+export const OPSET = 21;
+
+export interface LowerOptions {
+  /** The tensors to compute, by output name. Nodes that do not reach them are pruned. */
+  outputs: Readonly<Record<string, Tensor>>;
+}
+
+export interface ValueSpec {
+  name: string;
+  dtype: DType;
+  shape: readonly number[];
+}
+
+export interface LoweredModel {
+  /** ONNX ModelProto bytes. */
+  bytes: Uint8Array;
+  /**
+   * The folder external-data locations are relative to (the common ancestor of all weight files, not
+   * resolved through symlinks), or undefined when every initializer is inline.
+   */
+  externalFolder: string | undefined;
+  /** Total bytes of external initializers, and of those that are not float32 (cast inside the graph). */
+  externalBytes: number;
+  externalNonFloat32Bytes: number;
+  /** Run-time inputs the outputs need, in graph order. */
+  inputs: ValueSpec[];
+  /** Graph inputs the requested outputs do not depend on (feeding them is allowed and ignored). */
+  unusedInputs: string[];
+  outputs: ValueSpec[];
+  nodeCount: number;
+}
+
+/** Attributes ONNX types as float even when the JS value happens to be an integer (e.g. epsilon 1, alpha 1). */
+const FLOAT_ATTRS: ReadonlySet<string> = new Set([
+  "alpha",
+  "beta",
+  "gamma",
+  "epsilon",
+  "lambd",
+  "bias",
+  "scale",
+  "ratio",
+  "extrapolation_value",
+  "cubic_coeff_a",
+  "spatial_scale",
+  "value_float",
+  "value_floats",
+  "seed",
+]);
+
+function lowerAttr(name: string, v: AttrValue): OnnxAttribute {
+  if (typeof v === "string") return { name, type: AttributeType.STRING, s: v };
+  if (typeof v === "number") {
+    return FLOAT_ATTRS.has(name) || !Number.isInteger(v)
+      ? { name, type: AttributeType.FLOAT, f: v }
+      : { name, type: AttributeType.INT, i: v };
+  }
+  if (v.length > 0 && typeof v[0] === "string") {
+    return { name, type: AttributeType.STRINGS, strings: v as readonly string[] };
+  }
+  const nums = v as readonly number[];
+  return FLOAT_ATTRS.has(name) || nums.some((x) => !Number.isInteger(x))
+    ? { name, type: AttributeType.FLOATS, floats: nums }
+    : { name, type: AttributeType.INTS, ints: nums };
+}
+
+type Numeric = Float32Array | Float64Array | BigInt64Array | Int32Array | Uint8Array | Uint16Array;
+
+function bytesOf(a: ArrayBufferView): Uint8Array {
+  return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+}
+
+/** Little-endian bytes of `data` as `dtype`, converting element types when the array's type differs. */
+export function encodeData(data: Numeric, dtype: DType): Uint8Array {
+  const native: Partial<Record<DType, new (n: number) => Numeric>> = {
+    float32: Float32Array,
+    float64: Float64Array,
+    int64: BigInt64Array,
+    int32: Int32Array,
+    uint8: Uint8Array,
+    bool: Uint8Array,
+    float16: Uint16Array,
+    bfloat16: Uint16Array,
+  };
+  const Ctor = native[dtype]!;
+  if (data instanceof Ctor) return bytesOf(data);
+  if (data instanceof Uint16Array) {
+    throw new GraphError(`cannot convert 16-bit float data to ${dtype}; store it as a ${dtype} array`);
+  }
+  const n = data.length;
+  const num = (i: number) => Number(data[i]!);
+  switch (dtype) {
+    case "float16":
+    case "bfloat16": {
+      const out = new Uint16Array(n);
+      const conv = dtype === "float16" ? float32ToFloat16Bits : float32ToBfloat16Bits;
+      for (let i = 0; i < n; i++) out[i] = conv(num(i));
+      return bytesOf(out);
+    }
+    case "int64":
+      return bytesOf(BigInt64Array.from({ length: n }, (_, i) => BigInt(Math.trunc(num(i)))));
+    case "bool":
+      return bytesOf(Uint8Array.from({ length: n }, (_, i) => (num(i) ? 1 : 0)));
+    default: {
+      const out = new Ctor(n);
+      for (let i = 0; i < n; i++) (out as Float64Array)[i] = num(i);
+      return bytesOf(out);
+    }
+  }
+}
+
+function realpathOrSelf(file: string): string {
+  try {
+    return realpathSync(file);
+  } catch {
+    // A missing file is reported by onnxruntime when the session opens, with its own path in the message.
+    return file;
+  }
+}
+
+/** Longest common ancestor folder of absolute folder paths. */
+function commonFolder(folders: readonly string[]): string {
+  const split = folders.map((f) => f.split(path.sep));
+  const first = split[0]!;
+  let n = first.length;
+  for (const parts of split) {
+    let i = 0;
+    while (i < n && i < parts.length && parts[i] === first[i]) i++;
+    n = i;
+  }
+  return first.slice(0, n).join(path.sep) || path.sep;
+}
+
+/** A MatMul's right operand seen through 2-D Transposes down to a frozen weight (maybe Cast). */
+interface WeightView {
+  base: Tensor;
+  transposed: boolean;
+}
+
+/**
+ * Frozen weights reach MatMul as Transpose(W) ([out, in] storage, see nn.linear) or, in backward graphs,
+ * Transpose(Transpose(W)). Left alone, onnxruntime's constant folding materialises a transposed copy of
+ * every such weight (a second copy of a memory-mapped checkpoint). Lowering instead feeds W itself to
+ * Gemm(transB=1) or MatMul, so the weight is read in place.
+ */
+function weightView(b: Tensor): WeightView | undefined {
+  if (b.rank !== 2) return undefined;
+  let t = b;
+  let transposed = false;
+  while (t.producer?.op === "Transpose" && t.rank === 2) {
+    transposed = !transposed;
+    t = t.producer.inputs[0]!;
+  }
+  if (t === b) return undefined;
+  const leaf = t.producer?.op === "Cast" ? t.producer.inputs[0]! : t;
+  return leaf.source.kind === "initializer" ? { base: t, transposed } : undefined;
+}
+
+function lowerWeightMatmul(
+  name: string,
+  a: Tensor,
+  view: WeightView,
+  out: Tensor,
+  tensorName: (t: Tensor) => string,
+  initializers: OnnxTensor[],
+): OnnxNode[] {
+  const int64 = (suffix: string, values: readonly number[]) => {
+    const tensorNameOf = `${tensorName(out)}${suffix}`;
+    initializers.push({
+      name: tensorNameOf,
+      dataType: onnxDtypeCode("int64"),
+      dims: [values.length],
+      rawData: encodeData(BigInt64Array.from(values, BigInt), "int64"),
+    });
+    return tensorNameOf;
+  };
+  if (!view.transposed) {
+    return [
+      {
+        name,
+        opType: "MatMul",
+        inputs: [tensorName(a), tensorName(view.base)],
+        outputs: [tensorName(out)],
+        attributes: [],
+      },
+    ];
+  }
+  const gemm = (input: string, output: string): OnnxNode => ({
+    name: `${name}/Gemm`,
+    opType: "Gemm",
+    inputs: [input, tensorName(view.base)],
+    outputs: [output],
+    attributes: [{ name: "transB", type: AttributeType.INT, i: 1 }],
+  });
+  if (a.rank === 2) return [gemm(tensorName(a), tensorName(out))];
+  const k = a.shape[a.rank - 1]!;
+  const flatIn = `${tensorName(out)}:flat_in`;
+  const flatOut = `${tensorName(out)}:flat_out`;
+  return [
+    {
+      name: `${name}/Reshape_in`,
+      opType: "Reshape",
+      inputs: [tensorName(a), int64(":shape_in", [-1, k])],
+      outputs: [flatIn],
+      attributes: [],
+    },
+    gemm(flatIn, flatOut),
+    {
+      name: `${name}/Reshape_out`,
+      opType: "Reshape",
+      inputs: [flatOut, int64(":shape_out", out.shape)],
+      outputs: [tensorName(out)],
+      attributes: [],
+    },
+  ];
+}
+
+/**
+ * Lowers the part of `graph` that the requested outputs need to an ONNX model (IR 10, opset 21).
+ *
+ * Tensor names: inputs and initializers keep their names, requested outputs take their output names,
+ * everything else gets a short internal name. Node names are `<scope>/<Op>_<id>` so profiles and errors
+ * read like the model's module tree.
+ */
+export function lower(graph: Graph, options: LowerOptions): LoweredModel {
+  const outputEntries = Object.entries(options.outputs);
+  if (outputEntries.length === 0) {
+    throw new GraphError(`lower "${graph.name}": no outputs requested; pass { outputs: { name: tensor } }`);
+  }
+  const leafNames = new Set<string>();
+  for (const t of [...graph.inputs, ...graph.initializers]) {
+    leafNames.add((t.source as { name: string }).name);
+  }
+  for (const [name, t] of outputEntries) {
+    if (t.graph !== graph) throw new GraphError(`lower: output "${name}" (${t}) belongs to another graph`);
+    if (leafNames.has(name)) {
+      throw new GraphError(
+        `lower: output name "${name}" is already an input or initializer name; choose another output name`,
+      );
+    }
+  }
+
+  // Reachability from the outputs (nodes were appended in topological order, so one backward sweep works).
+  const live = new Set<number>();
+  const liveTensors = new Set<Tensor>();
+  const stack: Tensor[] = outputEntries.map(([, t]) => t);
+  const matmulViews = new Map<number, WeightView>();
+  while (stack.length > 0) {
+    const t = stack.pop()!;
+    if (liveTensors.has(t)) continue;
+    liveTensors.add(t);
+    const p = t.producer;
+    if (p && !live.has(p.id)) {
+      live.add(p.id);
+      const view = p.op === "MatMul" ? weightView(p.inputs[1]!) : undefined;
+      if (view) matmulViews.set(p.id, view);
+      for (const i of view ? [p.inputs[0]!, view.base] : p.inputs) stack.push(i);
+    }
+  }
+
+  const rename = new Map<Tensor, string>();
+  const extraIdentities: OnnxNode[] = [];
+  for (const [name, t] of outputEntries) {
+    if (t.source.kind === "node" && !rename.has(t)) rename.set(t, name);
+    else {
+      extraIdentities.push({
+        name: `output/${name}/Identity`,
+        opType: "Identity",
+        inputs: [tensorName(t)],
+        outputs: [name],
+        attributes: [],
+      });
+    }
+  }
+  function tensorName(t: Tensor): string {
+    const r = rename.get(t);
+    if (r !== undefined) return r;
+    switch (t.source.kind) {
+      case "input":
+      case "initializer":
+        return t.source.name;
+      case "constant":
+        return `:c${t.id}`;
+      case "node":
+        return `:t${t.id}`;
+    }
+  }
+
+  const initializers: OnnxTensor[] = [];
+  const nodes: OnnxNode[] = [];
+  for (const n of graph.nodes) {
+    if (!live.has(n.id)) continue;
+    const nodeName = `${n.scope ? `${n.scope}/` : ""}${n.op}_${n.id}`;
+    const view = matmulViews.get(n.id);
+    if (view) {
+      nodes.push(...lowerWeightMatmul(nodeName, n.inputs[0]!, view, n.outputs[0]!, tensorName, initializers));
+      continue;
+    }
+    const attributes: OnnxAttribute[] = [];
+    for (const [k, v] of Object.entries(n.attrs)) if (!k.startsWith("_")) attributes.push(lowerAttr(k, v));
+    nodes.push({
+      name: nodeName,
+      opType: n.op,
+      inputs: n.inputs.map(tensorName),
+      outputs: n.outputs.map(tensorName),
+      attributes,
+    });
+  }
+  nodes.push(...extraIdentities);
+
+  for (const t of graph.constants) {
+    if (!liveTensors.has(t) || t.source.kind !== "constant") continue;
+    initializers.push({
+      name: tensorName(t),
+      dataType: onnxDtypeCode(t.dtype),
+      dims: t.shape,
+      rawData: encodeData(t.source.data, t.dtype),
+    });
+  }
+  const external: { tensor: OnnxTensor; file: string; data: ExternalData }[] = [];
+  let externalBytes = 0;
+  let externalNonFloat32Bytes = 0;
+  for (const t of graph.initializers) {
+    if (!liveTensors.has(t) || t.source.kind !== "initializer") continue;
+    const { name, data } = t.source;
+    const base = { name, dataType: onnxDtypeCode(t.dtype), dims: t.shape };
+    if ("path" in data) {
+      const want = numel(t.shape) * DTYPE_BYTES[t.dtype];
+      if (data.length !== want) {
+        throw new GraphError(
+          `initializer "${name}": external data in ${data.path} has ${data.length} bytes but ${t.dtype} [${t.shape.join(",")}] needs ${want}`,
+        );
+      }
+      const tensor: OnnxTensor = { ...base, external: { location: "", offset: data.offset, length: want } };
+      external.push({ tensor, file: path.resolve(data.path), data });
+      initializers.push(tensor);
+      externalBytes += want;
+      if (t.dtype !== "float32") externalNonFloat32Bytes += want;
+    } else {
+      initializers.push({ ...base, rawData: encodeData(data, t.dtype) });
+    }
+  }
+  let externalFolder: string | undefined;
+  if (external.length > 0) {
+    // ORT resolves symlinks and requires the target inside the folder too (Hugging Face snapshots link to
+    // ../../blobs/), so the folder also covers the real locations.
+    const folders = external.flatMap((e) => [path.dirname(e.file), path.dirname(realpathOrSelf(e.file))]);
+    externalFolder = commonFolder([...new Set(folders)]);
+    for (const e of external) {
+      // ORT rejects absolute locations and ".." segments, so locations are always below the folder.
+      e.tensor.external!.location = path.relative(externalFolder, e.file).split(path.sep).join("/");
+    }
+  }
+
+  const spec = (t: Tensor, name: string): ValueSpec => ({ name, dtype: t.dtype, shape: t.shape });
+  const inputs: ValueSpec[] = [];
+  const unusedInputs: string[] = [];
+  for (const t of graph.inputs) {
+    const name = tensorName(t);
+    if (liveTensors.has(t)) inputs.push(spec(t, name));
+    else unusedInputs.push(name);
+  }
+  const outputs = outputEntries.map(([name, t]) => spec(t, name));
+  const info = (v: ValueSpec): OnnxValueInfo => ({
+    name: v.name,
+    elemType: onnxDtypeCode(v.dtype),
+    dims: v.shape,
+  });
+
+  const bytes = encodeModel({
+    irVersion: IR_VERSION,
+    opsets: [{ domain: "", version: OPSET }],
+    producerName: "@edit-r1/engine",
+    producerVersion: "0",
+    graph: {
+      name: graph.name,
+      nodes,
+      initializers,
+      inputs: inputs.map(info),
+      outputs: outputs.map(info),
+    },
+  });
+  return {
+    bytes,
+    externalFolder,
+    externalBytes,
+    externalNonFloat32Bytes,
+    inputs,
+    unusedInputs,
+    outputs,
+    nodeCount: nodes.length,
+  };
+}

@@ -1,0 +1,368 @@
+import { createHash } from "node:crypto";
+import { createRequire } from "node:module";
+import { Worker } from "node:worker_threads";
+import { type DType, numel } from "./dtype.js";
+import type { Graph, Tensor } from "./graph.js";
+import { type LoweredModel, lower, type ValueSpec } from "./lower.js";
+import { WORKER_SOURCE } from "./runtime-worker-source.js";
+
+/** Typed arrays that cross the runtime boundary, one per dtype onnxruntime-node supports for I/O. */
+export type TensorData = Float32Array | Float64Array | Uint16Array | BigInt64Array | Int32Array | Uint8Array;
+
+/** Failure inside onnxruntime (session creation or run), or of the worker hosting it. */
+export class RuntimeError extends Error {
+  override name = "RuntimeError";
+}
+
+/** Wrong feeds passed to `Session.run`: missing, unknown, wrong type or wrong size. */
+export class FeedError extends RuntimeError {
+  override name = "FeedError";
+}
+
+/** The CUDA execution provider could not be loaded. */
+export class CudaUnavailableError extends RuntimeError {
+  override name = "CudaUnavailableError";
+  constructor(detail: string) {
+    super(
+      "device 'cuda' needs onnxruntime-node's CUDA execution provider, which is not installed or cannot load " +
+        `(${detail}). Install it with \`ONNXRUNTIME_NODE_INSTALL=cuda12 pnpm rebuild onnxruntime-node\` ` +
+        "(needs CUDA 12.x and cuDNN 9.x on the library path), or use device 'cpu'.",
+    );
+  }
+}
+
+export type Device = "cpu" | "cuda";
+
+export interface SessionOptions {
+  device?: Device;
+  /** CUDA device ordinal (default 0). */
+  deviceId?: number;
+  /** Intra-op threads; onnxruntime's default (all cores) when omitted. */
+  threads?: number;
+  /**
+   * Whether onnxruntime may prepack (copy into its own layout) constant weights. Prepacking speeds up
+   * MatMul but copies every weight into anonymous memory, so by default it is off once external weights
+   * reach `bigWeightBytes`.
+   */
+  prepacking?: boolean;
+  /**
+   * Whether onnxruntime folds constant subgraphs. Folding `Cast(bf16 weight)` materialises a float32 copy
+   * of the weight; by default it is off once non-float32 external weights reach `bigWeightBytes`
+   * (the cast then runs on every call instead).
+   */
+  constantFolding?: boolean;
+  /** Threshold for the two defaults above (default 256 MiB). */
+  bigWeightBytes?: number;
+  optimizationLevel?: "disabled" | "basic" | "extended" | "all";
+}
+
+export interface CompileOptions extends SessionOptions {
+  /** The tensors to compute, by output name. */
+  outputs: Readonly<Record<string, Tensor>>;
+  /** The worker pool to run on (default: the shared pool from `defaultRuntime()`). */
+  runtime?: Runtime;
+}
+
+export interface RunOptions {
+  /**
+   * Move the feeds' buffers to the worker instead of copying them. The caller's arrays are detached
+   * (length 0) afterwards. Views into a larger buffer are always copied.
+   */
+  transfer?: boolean;
+}
+
+const ORT_TYPE: Readonly<Partial<Record<DType, string>>> = {
+  float32: "float32",
+  float16: "float16",
+  float64: "float64",
+  int64: "int64",
+  int32: "int32",
+  uint8: "uint8",
+  bool: "bool",
+};
+
+const ARRAY_TYPE: Readonly<Partial<Record<DType, new (n: number) => TensorData>>> = {
+  float32: Float32Array,
+  float16: Uint16Array,
+  float64: Float64Array,
+  int64: BigInt64Array,
+  int32: Int32Array,
+  uint8: Uint8Array,
+  bool: Uint8Array,
+};
+
+const DEFAULT_BIG_WEIGHT_BYTES = 256 * 1024 * 1024;
+
+interface Pending {
+  resolve: (v: unknown) => void;
+  reject: (e: Error) => void;
+}
+
+/** One worker thread hosting sessions. It keeps the process alive only while requests are in flight. */
+class WorkerHost {
+  private readonly worker: Worker;
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 0;
+  sessions = 0;
+  private dead: Error | undefined;
+
+  constructor(ortPath: string) {
+    this.worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { ortPath } });
+    this.worker.unref();
+    this.worker.on("message", (m: { id: number; ok: boolean; result?: unknown; error?: Error }) => {
+      const p = this.pending.get(m.id);
+      if (!p) return;
+      this.pending.delete(m.id);
+      if (this.pending.size === 0) this.worker.unref();
+      if (m.ok) p.resolve(m.result);
+      else {
+        const { name, message } = m.error!;
+        p.reject(
+          name === "CudaUnavailableError" ? new CudaUnavailableError(message) : new RuntimeError(message),
+        );
+      }
+    });
+    const die = (e: Error) => {
+      this.dead = e;
+      for (const p of this.pending.values()) p.reject(e);
+      this.pending.clear();
+    };
+    this.worker.on("error", (e) => die(new RuntimeError(`onnxruntime worker failed: ${e.message}`)));
+    this.worker.on("exit", (code) => die(new RuntimeError(`onnxruntime worker exited (code ${code})`)));
+  }
+
+  get busy(): number {
+    return this.pending.size;
+  }
+
+  request<T>(msg: Record<string, unknown>, transfer: ArrayBuffer[] = []): Promise<T> {
+    if (this.dead) return Promise.reject(this.dead);
+    const id = this.nextId++;
+    return new Promise<T>((resolve, reject) => {
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      if (this.pending.size === 1) this.worker.ref();
+      this.worker.postMessage({ ...msg, id }, transfer);
+    });
+  }
+
+  async terminate(): Promise<void> {
+    this.dead ??= new RuntimeError("the runtime was closed");
+    await this.worker.terminate();
+  }
+}
+
+interface SharedSession {
+  key: string;
+  host: WorkerHost;
+  sid: number;
+  refs: number;
+  model: LoweredModel;
+}
+
+/**
+ * A pool of worker threads that own onnxruntime sessions, plus a cache of sessions keyed by the hash of
+ * the lowered model and its session options: compiling the same graph twice reuses one session.
+ */
+export class Runtime {
+  readonly workers: number;
+  private readonly hosts: WorkerHost[] = [];
+  private readonly cache = new Map<string, Promise<SharedSession>>();
+  private nextSid = 0;
+  private closed = false;
+  private readonly ortPath: string;
+
+  constructor(options: { workers?: number } = {}) {
+    this.workers = Math.max(1, Math.floor(options.workers ?? 1));
+    this.ortPath = createRequire(import.meta.url).resolve("onnxruntime-node");
+  }
+
+  /** Number of distinct live sessions in the cache. */
+  get sessionCount(): number {
+    return this.cache.size;
+  }
+
+  private pickHost(): WorkerHost {
+    if (this.hosts.length < this.workers) {
+      const h = new WorkerHost(this.ortPath);
+      this.hosts.push(h);
+      return h;
+    }
+    return this.hosts.reduce((best, h) => (h.sessions < best.sessions ? h : best));
+  }
+
+  /** Lowers `graph` and opens (or reuses) a session computing `options.outputs`. */
+  async compile(graph: Graph, options: CompileOptions): Promise<Session> {
+    return this.open(lower(graph, { outputs: options.outputs }), options);
+  }
+
+  /** Opens (or reuses) a session over an already lowered model. */
+  async open(model: LoweredModel, options: SessionOptions = {}): Promise<Session> {
+    if (this.closed) throw new RuntimeError("compile: this runtime was closed; create a new Runtime");
+    for (const v of [...model.inputs, ...model.outputs]) {
+      if (!ORT_TYPE[v.dtype]) {
+        throw new RuntimeError(
+          `"${v.name}" is ${v.dtype}, which onnxruntime-node cannot pass in or out; cast it to float32 or float16 inside the graph`,
+        );
+      }
+    }
+    const ortOptions = sessionOptions(model, options);
+    const key = createHash("sha256").update(model.bytes).update(JSON.stringify(ortOptions)).digest("hex");
+    let entry = this.cache.get(key);
+    if (!entry) {
+      entry = this.create(key, model, ortOptions, options.device === "cuda");
+      this.cache.set(key, entry);
+      entry.catch(() => this.cache.delete(key));
+    }
+    const shared = await entry;
+    shared.refs++;
+    return new Session(this, shared);
+  }
+
+  private async create(
+    key: string,
+    model: LoweredModel,
+    ortOptions: Record<string, unknown>,
+    cuda: boolean,
+  ): Promise<SharedSession> {
+    const host = this.pickHost();
+    host.sessions++;
+    const sid = this.nextSid++;
+    const bytes = model.bytes.slice();
+    try {
+      await host.request({ type: "create", sid, bytes, options: ortOptions, cuda }, [bytes.buffer]);
+    } catch (e) {
+      host.sessions--;
+      throw e;
+    }
+    return { key, host, sid, refs: 0, model };
+  }
+
+  /** @internal */
+  async release(shared: SharedSession): Promise<void> {
+    if (--shared.refs > 0) return;
+    this.cache.delete(shared.key);
+    shared.host.sessions--;
+    if (!this.closed) await shared.host.request({ type: "release", sid: shared.sid });
+  }
+
+  /** Terminates the workers; pending and later calls reject. */
+  async close(): Promise<void> {
+    this.closed = true;
+    this.cache.clear();
+    await Promise.all(this.hosts.map((h) => h.terminate()));
+    this.hosts.length = 0;
+  }
+}
+
+function sessionOptions(model: LoweredModel, o: SessionOptions): Record<string, unknown> {
+  const big = o.bigWeightBytes ?? DEFAULT_BIG_WEIGHT_BYTES;
+  const prepacking = o.prepacking ?? model.externalBytes < big;
+  const folding = o.constantFolding ?? model.externalNonFloat32Bytes < big;
+  const session: Record<string, string> = {};
+  if (model.externalFolder) session.model_external_initializers_file_folder_path = model.externalFolder;
+  if (!prepacking) session.disable_prepacking = "1";
+  const extra: Record<string, Record<string, string>> = { session };
+  if (!folding) extra.optimization = { disable_specified_optimizers: "ConstantFolding" };
+  const options: Record<string, unknown> = {
+    executionProviders: o.device === "cuda" ? [{ name: "cuda", deviceId: o.deviceId ?? 0 }] : ["cpu"],
+    graphOptimizationLevel: o.optimizationLevel ?? "all",
+    extra,
+  };
+  if (o.threads !== undefined) options.intraOpNumThreads = o.threads;
+  return options;
+}
+
+/** A compiled graph living in a worker. `run` is safe to call concurrently (calls queue in the worker). */
+export class Session {
+  private disposed = false;
+
+  /** @internal */
+  constructor(
+    private readonly runtime: Runtime,
+    private readonly shared: SharedSession,
+  ) {}
+
+  /** Cache key: sha256 of the model bytes and session options. */
+  get key(): string {
+    return this.shared.key;
+  }
+
+  get inputs(): readonly ValueSpec[] {
+    return this.shared.model.inputs;
+  }
+
+  get outputs(): readonly ValueSpec[] {
+    return this.shared.model.outputs;
+  }
+
+  async run(feeds: Readonly<Record<string, TensorData>>, options: RunOptions = {}) {
+    if (this.disposed) throw new RuntimeError("run: this session was disposed; compile the graph again");
+    const { model, host, sid } = this.shared;
+    const wire: Record<string, { type: string; data: TensorData; dims: readonly number[] }> = {};
+    const transfer: ArrayBuffer[] = [];
+    for (const spec of model.inputs) {
+      const data = feeds[spec.name];
+      if (data === undefined) {
+        const need = model.inputs.map((i) => i.name).join(", ");
+        throw new FeedError(
+          `run: missing feed "${spec.name}" (${spec.dtype} [${spec.shape}]); needs ${need}`,
+        );
+      }
+      const Want = ARRAY_TYPE[spec.dtype]!;
+      if (!(data instanceof Want)) {
+        throw new FeedError(
+          `run: feed "${spec.name}" is a ${data.constructor.name} but the input is ${spec.dtype}; pass a ${Want.name}`,
+        );
+      }
+      const n = numel(spec.shape);
+      if (data.length !== n) {
+        throw new FeedError(
+          `run: feed "${spec.name}" has ${data.length} elements but ${spec.dtype} [${spec.shape}] needs ${n}`,
+        );
+      }
+      const whole =
+        options.transfer &&
+        data.byteOffset === 0 &&
+        data.byteLength === data.buffer.byteLength &&
+        data.buffer instanceof ArrayBuffer;
+      const moved = whole ? data : data.slice();
+      transfer.push(moved.buffer as ArrayBuffer);
+      wire[spec.name] = { type: ORT_TYPE[spec.dtype]!, data: moved, dims: spec.shape };
+    }
+    for (const name of Object.keys(feeds)) {
+      if (!wire[name] && !model.unusedInputs.includes(name)) {
+        throw new FeedError(
+          `run: unknown feed "${name}"; the session's inputs are ${model.inputs.map((i) => i.name).join(", ") || "(none)"}`,
+        );
+      }
+    }
+    return host.request<Record<string, TensorData>>({ type: "run", sid, feeds: wire }, transfer);
+  }
+
+  /** Releases this handle; the underlying session closes when its last handle is disposed. Idempotent. */
+  async dispose(): Promise<void> {
+    if (this.disposed) return;
+    this.disposed = true;
+    await this.runtime.release(this.shared);
+  }
+}
+
+let shared: Runtime | undefined;
+
+/** The process-wide pool used when `compile` is not given a runtime (one worker). */
+export function defaultRuntime(): Runtime {
+  shared ??= new Runtime();
+  return shared;
+}
+
+/** Closes the process-wide pool (a later `compile` starts a fresh one). */
+export async function closeDefaultRuntime(): Promise<void> {
+  const r = shared;
+  shared = undefined;
+  await r?.close();
+}
+
+/** Lowers `graph` to ONNX and opens an onnxruntime session computing `options.outputs`, in a worker thread. */
+export function compile(graph: Graph, options: CompileOptions): Promise<Session> {
+  return (options.runtime ?? defaultRuntime()).compile(graph, options);
+}

@@ -1,0 +1,510 @@
+import type { DType } from "./dtype.js";
+import { GraphError, type Node, type Shape, type Tensor } from "./graph.js";
+import {
+  add,
+  cast,
+  concat,
+  conv2d,
+  convTranspose2d,
+  cos,
+  div,
+  equal,
+  exp,
+  expand,
+  greater,
+  less,
+  log,
+  matmul,
+  mul,
+  neg,
+  pow,
+  reduceSum,
+  reciprocal,
+  reshape,
+  sin,
+  sqrt,
+  slice,
+  sub,
+  transpose,
+  where,
+} from "./ops.js";
+
+/**
+ * Vector-Jacobian rules, one per differentiable primitive. Each rule emits ordinary primitive ops, so a
+ * gradient graph lowers and runs like any other graph. Rules read forward values only through `primal`,
+ * which is what lets recompute regions re-emit activations instead of keeping them alive.
+ */
+
+export interface VjpArgs {
+  readonly node: Node;
+  /** Upstream gradient of each output (undefined where none flows). At least one is defined. */
+  readonly grads: readonly (Tensor | undefined)[];
+  /** The forward value of a tensor as seen from the backward pass (a recomputed clone inside recompute regions). */
+  primal(t: Tensor): Tensor;
+  /** Whether input `i` needs a gradient; rules skip the work for the others. */
+  needs(i: number): boolean;
+}
+
+/** Returns one gradient per input (undefined for inputs that need none), each with its input's shape and dtype. */
+export type VjpRule = (args: VjpArgs) => readonly (Tensor | undefined)[];
+
+const RULES = new Map<string, VjpRule>();
+
+/** Registers the VJP rule of an op type (used for primitives appended after the built-in ones). */
+export function registerVjp(op: string, rule: VjpRule): void {
+  RULES.set(op, rule);
+}
+
+export function vjpRule(op: string): VjpRule | undefined {
+  return RULES.get(op);
+}
+
+/** Whether input `index` of an op can carry a gradient at all (shape/axes/index/condition inputs cannot). */
+export function isDifferentiableInput(op: string, index: number): boolean {
+  switch (op) {
+    case "Reshape":
+    case "Expand":
+    case "Slice":
+    case "Gather":
+    case "ReduceSum":
+    case "ReduceMean":
+    case "ReduceMax":
+    case "Pad":
+    case "Resize":
+      return index === 0;
+    case "Where":
+      return index > 0;
+    case "Greater":
+    case "Less":
+    case "Equal":
+      return false;
+    default:
+      return true;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Helpers
+
+/** Sums `g` over the axes along which `shape` was broadcast to `g.shape`, giving a tensor of `shape`. */
+export function unbroadcast(g: Tensor, shape: Shape): Tensor {
+  if (g.rank === shape.length && g.shape.every((d, i) => d === shape[i])) return g;
+  const lead = g.rank - shape.length;
+  const axes: number[] = [];
+  g.shape.forEach((d, i) => {
+    if (i < lead || (shape[i - lead] === 1 && d !== 1)) axes.push(i);
+  });
+  const summed = axes.length > 0 ? reduceSum(g, axes, true) : g;
+  return reshape(summed, [...shape]);
+}
+
+/** Zeros of a shape without a full-size literal in the model. */
+export function zeros(like: Tensor, shape: Shape = like.shape, dtype: DType = like.dtype): Tensor {
+  return expand(like.graph.constant(0, [], dtype), [...shape]);
+}
+
+/** The integer values of a constant input (axes, starts, …); rules need them at build time. */
+export function constInts(node: Node, index: number): number[] | undefined {
+  const t = node.inputs[index];
+  if (!t) return undefined;
+  if (t.source.kind !== "constant") {
+    throw new GraphError(
+      `${node.op} at "${node.scope}": autodiff needs input ${index} (${t}) to be a constant, not computed`,
+    );
+  }
+  return Array.from(t.source.data as ArrayLike<number | bigint>, Number);
+}
+
+const normAxis = (a: number, rank: number) => (a < 0 ? a + rank : a);
+
+/**
+ * Transpose, except that transposing a Transpose back to the identity returns the original's input: the
+ * backward of `matmul(x, transpose(W))` (every linear layer) then never materialises Wᵀ or (dW)ᵀ.
+ */
+function permute(t: Tensor, perm: readonly number[], primal: (t: Tensor) => Tensor = (v) => v): Tensor {
+  const p = t.producer;
+  if (p?.op === "Transpose" && !p.attrs._stop_gradient) {
+    const inner = p.attrs.perm as readonly number[] | undefined;
+    if (inner && inner.every((_, i) => inner[perm[i]!] === i)) return primal(p.inputs[0]!);
+  }
+  return transpose(t, perm);
+}
+
+const swapLast = (t: Tensor, primal?: (t: Tensor) => Tensor) => {
+  const perm = t.shape.map((_, i) => i);
+  perm[t.rank - 2] = t.rank - 1;
+  perm[t.rank - 1] = t.rank - 2;
+  return permute(t, perm, primal);
+};
+
+/** A 0/1 float mask, plus 0.5 where the two operands tie, so ties split the gradient evenly. */
+function winMask(win: Tensor, a: Tensor, b: Tensor, dtype: DType): Tensor {
+  return add(cast(win, dtype), mul(cast(equal(a, b), dtype), 0.5));
+}
+
+function unary(op: string, f: (g: Tensor, x: () => Tensor, y: () => Tensor) => Tensor): void {
+  registerVjp(op, ({ node, grads, primal }) => [
+    f(
+      grads[0]!,
+      () => primal(node.inputs[0]!),
+      () => primal(node.outputs[0]!),
+    ),
+  ]);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Elementwise
+
+/** Binary rules get the operands lazily, so e.g. Add never asks for (or recomputes) a forward value. */
+function binary(
+  op: string,
+  f: (g: Tensor, a: () => Tensor, b: () => Tensor, y: () => Tensor, i: number) => Tensor,
+): void {
+  registerVjp(op, ({ node, grads, primal, needs }) => {
+    const [a, b] = node.inputs as [Tensor, Tensor];
+    const g = grads[0]!;
+    const pa = () => primal(a);
+    const pb = () => primal(b);
+    const y = () => primal(node.outputs[0]!);
+    return [a, b].map((t, i) => (needs(i) ? unbroadcast(f(g, pa, pb, y, i), t.shape) : undefined));
+  });
+}
+
+binary("Add", (g) => g);
+binary("Sub", (g, _a, _b, _y, i) => (i === 0 ? g : neg(g)));
+binary("Mul", (g, a, b, _y, i) => mul(g, i === 0 ? b() : a()));
+binary("Div", (g, _a, b, y, i) => (i === 0 ? div(g, b()) : neg(div(mul(g, y()), b()))));
+binary("Pow", (g, a, b, y, i) =>
+  i === 0
+    ? mul(g, powDerivative(a(), b()))
+    : // d/db a^b = a^b ln a, taken as 0 where a ≤ 0 (ln undefined; the forward value is 0 or NaN there).
+      mul(g, where(greater(a(), 0), mul(y(), log(a())), 0)),
+);
+
+/**
+ * b·a^(b−1). A literal exponent (x², x³, √x as Pow) gets plain products: onnxruntime's Pow only has fast
+ * paths for a few exponents and runs x^1 through std::pow, several times slower than a Mul.
+ */
+function powDerivative(a: Tensor, b: Tensor): Tensor {
+  const k = b.source.kind === "constant" && b.size === 1 ? Number(b.source.data[0]) : undefined;
+  switch (k) {
+    case undefined:
+      return mul(b, pow(a, sub(b, 1)));
+    case 1:
+      return expand(a.graph.constant(1, [], a.dtype), [...a.shape]);
+    case 2:
+      return mul(a, 2);
+    case 3:
+      return mul(mul(a, a), 3);
+    case 0.5:
+      return div(0.5, sqrt(a));
+    case -1:
+      return neg(reciprocal(mul(a, a)));
+    default:
+      return mul(pow(a, k - 1), k);
+  }
+}
+binary("Max", (g, a, b, _y, i) =>
+  mul(g, winMask(i === 0 ? greater(a(), b()) : greater(b(), a()), a(), b(), g.dtype)),
+);
+binary("Min", (g, a, b, _y, i) =>
+  mul(g, winMask(i === 0 ? less(a(), b()) : less(b(), a()), a(), b(), g.dtype)),
+);
+
+unary("Neg", (g) => neg(g));
+unary("Exp", (g, _x, y) => mul(g, y()));
+unary("Log", (g, x) => div(g, x()));
+unary("Sqrt", (g, _x, y) => div(mul(g, 0.5), y()));
+unary("Reciprocal", (g, _x, y) => {
+  const r = y();
+  return neg(mul(g, mul(r, r)));
+});
+unary("Tanh", (g, _x, y) => {
+  const t = y();
+  return mul(g, sub(1, mul(t, t)));
+});
+unary("Erf", (g, x) => {
+  const v = x();
+  return mul(g, mul(exp(neg(mul(v, v))), 2 / Math.sqrt(Math.PI)));
+});
+unary("Sigmoid", (g, _x, y) => {
+  const s = y();
+  return mul(g, mul(s, sub(1, s)));
+});
+// Subgradient 0 at the kink for Abs and Relu.
+unary("Abs", (g, x) => mul(g, sub(cast(greater(x(), 0), g.dtype), cast(less(x(), 0), g.dtype))));
+unary("Relu", (g, x) => where(greater(x(), 0), g, 0));
+unary("Sin", (g, x) => mul(g, cos(x())));
+unary("Cos", (g, x) => neg(mul(g, sin(x()))));
+registerVjp("Identity", ({ node, grads }) => [node.attrs._stop_gradient ? undefined : grads[0]]);
+
+registerVjp("Where", ({ node, grads, primal, needs }) => {
+  const [c, a, b] = node.inputs as [Tensor, Tensor, Tensor];
+  const g = grads[0]!;
+  const cond = primal(c);
+  return [
+    undefined,
+    needs(1) ? unbroadcast(where(cond, g, 0), a.shape) : undefined,
+    needs(2) ? unbroadcast(where(cond, 0, g), b.shape) : undefined,
+  ];
+});
+
+registerVjp("Cast", ({ node, grads }) => {
+  const x = node.inputs[0]!;
+  return [cast(grads[0]!, x.dtype)];
+});
+
+// ---------------------------------------------------------------------------------------------------------
+// Linear algebra and layout
+
+registerVjp("MatMul", ({ node, grads, primal, needs }) => {
+  const [a, b] = node.inputs as [Tensor, Tensor];
+  const g = grads[0]!;
+  let ga: Tensor | undefined;
+  let gb: Tensor | undefined;
+  if (needs(0)) ga = unbroadcast(matmul(g, swapLast(primal(b), primal)), a.shape);
+  if (needs(1)) {
+    if (b.rank === 2 && a.rank > 2) {
+      // A shared weight: fold the batch into the contraction, one GEMM instead of a batch and a sum.
+      const k = a.shape[a.rank - 1]!;
+      const n = b.shape[1]!;
+      const a2 = reshape(primal(a), [-1, k]);
+      const g2 = reshape(g, [-1, n]);
+      // For b = Wᵀ compute (dW)ᵀ as a transposed product, so the Transpose rule's permute cancels it.
+      gb =
+        b.producer?.op === "Transpose"
+          ? transpose(matmul(transpose(g2, [1, 0]), a2), [1, 0])
+          : matmul(transpose(a2, [1, 0]), g2);
+    } else {
+      gb = unbroadcast(matmul(swapLast(primal(a), primal), g), b.shape);
+    }
+  }
+  return [ga, gb];
+});
+
+registerVjp("Reshape", ({ node, grads }) => [reshape(grads[0]!, [...node.inputs[0]!.shape])]);
+
+registerVjp("Transpose", ({ node, grads }) => {
+  const x = node.inputs[0]!;
+  const perm = (node.attrs.perm as readonly number[] | undefined) ?? x.shape.map((_, i) => x.rank - 1 - i);
+  const inv = new Array<number>(perm.length);
+  perm.forEach((p, i) => {
+    inv[p] = i;
+  });
+  return [permute(grads[0]!, inv)];
+});
+
+registerVjp("Expand", ({ node, grads }) => [unbroadcast(grads[0]!, node.inputs[0]!.shape)]);
+
+registerVjp("Concat", ({ node, grads, needs }) => {
+  const g = grads[0]!;
+  const axis = normAxis(node.attrs.axis as number, g.rank);
+  let at = 0;
+  return node.inputs.map((t, i) => {
+    const start = at;
+    at += t.shape[axis]!;
+    return needs(i) ? slice(g, [start], [at], [axis]) : undefined;
+  });
+});
+
+registerVjp("Slice", ({ node, grads }) => {
+  const x = node.inputs[0]!;
+  const y = node.outputs[0]!;
+  const starts = constInts(node, 1)!;
+  const axes = (constInts(node, 3) ?? starts.map((_, i) => i)).map((a) => normAxis(a, x.rank));
+  const steps = constInts(node, 4) ?? starts.map(() => 1);
+  let g = grads[0]!;
+  axes.forEach((axis, i) => {
+    const dim = x.shape[axis]!;
+    const step = steps[i]!;
+    if (step < 1) {
+      throw new GraphError(
+        `Slice at "${node.scope}": autodiff supports positive steps only, got ${step}; slice forward and reverse with a Gather instead`,
+      );
+    }
+    const start = Math.min(Math.max(starts[i]! < 0 ? starts[i]! + dim : starts[i]!, 0), dim);
+    g = scatterAxis(g, axis, dim, start, step, y.shape[axis]!);
+  });
+  return [g];
+});
+
+/** Places the n slices of `g` along `axis` at start, start+step, … of a zero tensor with `dim` there. */
+function scatterAxis(g: Tensor, axis: number, dim: number, start: number, step: number, n: number): Tensor {
+  const withDim = (t: Tensor, d: number) => t.shape.map((s, i) => (i === axis ? d : s));
+  let spread = g;
+  let len = n;
+  if (step > 1 && n > 0) {
+    // Interleave step-1 zero rows after each row: [.., n, ..] → [.., n, step, ..] → [.., n·step, ..].
+    const split = [...g.shape.slice(0, axis + 1), 1, ...g.shape.slice(axis + 1)];
+    const gaps = [...g.shape.slice(0, axis + 1), step - 1, ...g.shape.slice(axis + 1)];
+    const rows = concat([reshape(g, split), zeros(g, gaps)], axis + 1);
+    len = Math.min(n * step, dim - start);
+    spread = reshape(rows, withDim(g, n * step));
+    if (len < n * step) spread = slice(spread, [0], [len], [axis]);
+  }
+  const parts: Tensor[] = [];
+  if (start > 0) parts.push(zeros(g, withDim(g, start)));
+  parts.push(spread);
+  const after = dim - start - len;
+  if (after > 0) parts.push(zeros(g, withDim(g, after)));
+  return parts.length === 1 ? spread : concat(parts, axis);
+}
+
+registerVjp("Gather", ({ node, grads, primal }) => {
+  // A scatter-add written as a one-hot matmul, so it stays within the primitives: O(indices × dim) memory.
+  const x = node.inputs[0]!;
+  const g = grads[0]!;
+  const axis = node.attrs.axis as number;
+  const dim = x.shape[axis]!;
+  const gr = x.graph;
+  let idx = primal(node.inputs[1]!);
+  if (idx.dtype !== "int64") idx = cast(idx, "int64");
+  idx = reshape(idx, [idx.size, 1]);
+  idx = where(less(idx, gr.constant(0, [], "int64")), add(idx, gr.constant(dim, [], "int64")), idx);
+  const range = gr.constant(
+    Array.from({ length: dim }, (_, i) => i),
+    [1, dim],
+    "int64",
+  );
+  const oneHot = cast(equal(idx, range), g.dtype);
+  const outer = x.shape.slice(0, axis).reduce((p, d) => p * d, 1);
+  const inner = x.shape.slice(axis + 1).reduce((p, d) => p * d, 1);
+  const folded = reshape(g, [outer, idx.shape[0]!, inner]);
+  return [reshape(matmul(transpose(oneHot, [1, 0]), folded), [...x.shape])];
+});
+
+// ---------------------------------------------------------------------------------------------------------
+// Reductions and softmax
+
+function reducedAxes(node: Node): { axes: number[]; keepShape: number[] } {
+  const x = node.inputs[0]!;
+  const raw = constInts(node, 1) ?? [];
+  const axes = raw.length === 0 ? x.shape.map((_, i) => i) : raw.map((a) => normAxis(a, x.rank));
+  return { axes, keepShape: x.shape.map((d, i) => (axes.includes(i) ? 1 : d)) };
+}
+
+registerVjp("ReduceSum", ({ node, grads }) => {
+  const x = node.inputs[0]!;
+  const { keepShape } = reducedAxes(node);
+  return [expand(reshape(grads[0]!, keepShape), [...x.shape])];
+});
+
+registerVjp("ReduceMean", ({ node, grads }) => {
+  const x = node.inputs[0]!;
+  const { keepShape } = reducedAxes(node);
+  const count = x.size / keepShape.reduce((p, d) => p * d, 1);
+  // Divide by the integer count rather than multiply by 1/count, which a float32 literal would round.
+  return [expand(reshape(div(grads[0]!, count), keepShape), [...x.shape])];
+});
+
+registerVjp("ReduceMax", ({ node, grads, primal }) => {
+  // Ties share the gradient evenly, so the rule is the average of the subgradients of the tied maxima.
+  const x = primal(node.inputs[0]!);
+  const { axes, keepShape } = reducedAxes(node);
+  const y = reshape(primal(node.outputs[0]!), keepShape);
+  const mask = cast(equal(x, y), x.dtype);
+  const share = div(mask, reduceSum(mask, axes, true));
+  return [mul(reshape(grads[0]!, keepShape), share)];
+});
+
+registerVjp("Softmax", ({ node, grads, primal }) => {
+  const y = primal(node.outputs[0]!);
+  const g = grads[0]!;
+  const axis = normAxis((node.attrs.axis as number | undefined) ?? -1, y.rank);
+  return [mul(y, sub(g, reduceSum(mul(g, y), [axis], true)))];
+});
+
+// ---------------------------------------------------------------------------------------------------------
+// Convolutions (NCHW, 2-D). Conv and ConvTranspose are each other's input-gradient, and both weight
+// gradients are one more convolution in which the batch axis is the contraction.
+
+interface ConvAttrs {
+  stride: [number, number];
+  dilation: [number, number];
+  padding: [number, number, number, number];
+  groups: number;
+}
+
+function convAttrs(node: Node): ConvAttrs {
+  const a = (k: string, d: number[]) => [...((node.attrs[k] as readonly number[] | undefined) ?? d)];
+  return {
+    stride: a("strides", [1, 1]) as [number, number],
+    dilation: a("dilations", [1, 1]) as [number, number],
+    padding: a("pads", [0, 0, 0, 0]) as [number, number, number, number],
+    groups: (node.attrs.group as number | undefined) ?? 1,
+  };
+}
+
+/**
+ * d<G, conv(X, W)>/dW for X [N, Cin, H, W] and G [N, Cout, OH, OW]: [Cout, Cin/groups, kh, kw]. Per group,
+ * a convolution of X (channels as batch, N as channels) with G as the kernel, stride and dilation swapped.
+ */
+function convWeightGrad(x: Tensor, g: Tensor, kh: number, kw: number, at: ConvAttrs): Tensor {
+  const cpg = x.shape[1]! / at.groups;
+  const opg = g.shape[1]! / at.groups;
+  const parts: Tensor[] = [];
+  for (let gi = 0; gi < at.groups; gi++) {
+    const xg = at.groups === 1 ? x : slice(x, [gi * cpg], [(gi + 1) * cpg], [1]);
+    const gg = at.groups === 1 ? g : slice(g, [gi * opg], [(gi + 1) * opg], [1]);
+    let wg = conv2d(transpose(xg, [1, 0, 2, 3]), transpose(gg, [1, 0, 2, 3]), undefined, {
+      stride: at.dilation,
+      dilation: at.stride,
+      padding: at.padding,
+    });
+    // The taps past the kernel's extent only see the stride remainder; drop them.
+    if (wg.shape[2] !== kh || wg.shape[3] !== kw) wg = slice(wg, [0, 0], [kh, kw], [2, 3]);
+    parts.push(transpose(wg, [1, 0, 2, 3]));
+  }
+  return parts.length === 1 ? parts[0]! : concat(parts, 0);
+}
+
+/** Crops or checks a spatial result to the wanted [H, W] (a stride remainder can leave extra rows). */
+function fitSpatial(t: Tensor, h: number, w: number, op: string): Tensor {
+  if (t.shape[2] === h && t.shape[3] === w) return t;
+  if (t.shape[2]! < h || t.shape[3]! < w) {
+    throw new GraphError(`${op}: input gradient came out ${t} for spatial size ${h}x${w} (engine bug)`);
+  }
+  return slice(t, [0, 0], [h, w], [2, 3]);
+}
+
+registerVjp("Conv", ({ node, grads, primal, needs }) => {
+  const [x, w] = node.inputs as [Tensor, Tensor];
+  const g = grads[0]!;
+  const at = convAttrs(node);
+  const [kh, kw] = [w.shape[2]!, w.shape[3]!];
+  let gx: Tensor | undefined;
+  if (needs(0)) {
+    const [h, wd] = [x.shape[2]!, x.shape[3]!];
+    // Rows/columns of x that the last stride step did not reach come back as output padding.
+    const extra = (i: 0 | 1, size: number, k: number) =>
+      size +
+      at.padding[i] +
+      at.padding[i + 2]! -
+      at.dilation[i] * (k - 1) -
+      1 -
+      at.stride[i] * (g.shape[i + 2]! - 1);
+    // The remainder is < stride, so it is always a valid output padding.
+    const outputPadding: [number, number] = [extra(0, h, kh), extra(1, wd, kw)];
+    gx = convTranspose2d(g, primal(w), undefined, { ...at, outputPadding });
+  }
+  return [
+    gx,
+    needs(1) ? convWeightGrad(primal(x), g, kh, kw, at) : undefined,
+    needs(2) ? reduceSum(g, [0, 2, 3]) : undefined,
+  ];
+});
+
+registerVjp("ConvTranspose", ({ node, grads, primal, needs }) => {
+  const [x, w] = node.inputs as [Tensor, Tensor];
+  const g = grads[0]!;
+  const at = convAttrs(node);
+  const [kh, kw] = [w.shape[2]!, w.shape[3]!];
+  return [
+    needs(0)
+      ? fitSpatial(conv2d(g, primal(w), undefined, at), x.shape[2]!, x.shape[3]!, "ConvTranspose")
+      : undefined,
+    // <G, convT(X, W)> = <X, conv(G, W)>, so W's gradient is conv's weight gradient with the roles swapped.
+    needs(1) ? convWeightGrad(g, primal(x), kh, kw, at) : undefined,
+    needs(2) ? reduceSum(g, [0, 2, 3]) : undefined,
+  ];
+});
