@@ -1,3 +1,5 @@
+import { ModelConfigError } from "./model-config-error.js";
+
 /** The diffusers `config.json` of a FluxTransformer2DModel (FLUX.1 and FLUX.1-Kontext share it). */
 export interface FluxTransformerConfig {
   patchSize: number;
@@ -36,7 +38,7 @@ export function parseFluxTransformerConfig(
   const int = (k: string): number => {
     const v = get(k);
     if (typeof v !== "number" || !Number.isInteger(v) || v <= 0) {
-      throw new Error(`${source}: "${k}" must be a positive integer, got ${JSON.stringify(v)}`);
+      throw new ModelConfigError(`${source}: "${k}" must be a positive integer, got ${JSON.stringify(v)}`);
     }
     return v;
   };
@@ -46,23 +48,23 @@ export function parseFluxTransformerConfig(
     axes.length !== 3 ||
     !axes.every((a) => Number.isInteger(a) && a > 0 && a % 2 === 0)
   ) {
-    throw new Error(
+    throw new ModelConfigError(
       `${source}: "axes_dims_rope" must be three positive even integers, got ${JSON.stringify(axes)}`,
     );
   }
   const headDim = int("attention_head_dim");
   const axesSum = axes.reduce((a: number, b: number) => a + b, 0);
   if (axesSum !== headDim) {
-    throw new Error(
+    throw new ModelConfigError(
       `${source}: "axes_dims_rope" must sum to attention_head_dim (${headDim}), got ${axesSum}`,
     );
   }
   const inChannels = int("in_channels");
-  const out = get("out_channels");
+  const out = get("out_channels") == null ? inChannels : int("out_channels");
   return {
     patchSize: int("patch_size"),
     inChannels,
-    outChannels: out == null ? inChannels : (out as number),
+    outChannels: out,
     numLayers: int("num_layers"),
     numSingleLayers: int("num_single_layers"),
     attentionHeadDim: headDim,

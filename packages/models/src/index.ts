@@ -1,1 +1,30 @@
+export {
+  type AutoencoderKLOptions,
+  buildAutoencoderKLDecoder,
+  buildAutoencoderKLEncoder,
+} from "./autoencoder-kl.js";
+export { type AutoencoderKLConfig, parseAutoencoderKLConfig } from "./autoencoder-kl-config.js";
+export { fluxBflWeightSource } from "./flux-bfl-weights.js";
 export { type FluxTransformerConfig, parseFluxTransformerConfig } from "./flux-config.js";
+export {
+  buildFluxTransformer,
+  type FluxInputSizes,
+  type FluxTransformerInputs,
+  type FluxTransformerOptions,
+  type FluxTransformerOutput,
+  fluxRotaryEmbedding,
+  fluxTransformerInputs,
+  sinusoidalEmbedding,
+} from "./flux-transformer.js";
+export { type ComputeDType, GraphWeights, type GraphWeightsOptions, graphWeights } from "./graph-weights.js";
+export { EDIT_R1_LORA_TARGETS, type LoraOptions, type LoraParameter } from "./lora.js";
+export { ModelConfigError } from "./model-config-error.js";
+export { openSafetensorsWeights, safetensorsWeightSource } from "./safetensors-weights.js";
+export {
+  memoryWeightSource,
+  sliceWeightRows,
+  stackWeightRows,
+  type WeightEntry,
+  WeightError,
+  type WeightSource,
+} from "./weight-source.js";

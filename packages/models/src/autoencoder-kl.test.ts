@@ -1,0 +1,99 @@
+import { closeDefaultRuntime, compile, Graph } from "@edit-r1/engine";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { buildAutoencoderKLDecoder, buildAutoencoderKLEncoder } from "./autoencoder-kl.js";
+import { type AutoencoderKLConfig, parseAutoencoderKLConfig } from "./autoencoder-kl-config.js";
+import { ModelConfigError } from "./model-config-error.js";
+import { openSafetensorsWeights } from "./safetensors-weights.js";
+import { fixturesOfKind, readFixtureIo, relativeL2 } from "./test-fixtures.js";
+import type { WeightSource } from "./weight-source.js";
+
+type Tensors = Awaited<ReturnType<typeof readFixtureIo>>;
+
+const fixtures = fixturesOfKind("autoencoder-kl");
+
+afterAll(async () => {
+  await closeDefaultRuntime();
+});
+
+it("finds at least one autoencoder-kl fixture", () => {
+  expect(fixtures.length).toBeGreaterThan(0);
+});
+
+describe.each(fixtures.map((f) => [f.name, f] as const))("AutoencoderKL vs fixture %s", (_, fixture) => {
+  const config = parseAutoencoderKLConfig(fixture.meta.config, `${fixture.dir}/meta.json`);
+  let io: Tensors;
+  let weights: WeightSource;
+  beforeAll(async () => {
+    io = await readFixtureIo(fixture);
+    weights = await openSafetensorsWeights(fixture.weightsPath);
+  });
+
+  /** Runs encoder or decoder through onnxruntime (CPU, fp32). */
+  const runOrt = async (which: "encode" | "decode", cfg: AutoencoderKLConfig = config) => {
+    const g = new Graph(`vae-${which}`);
+    const name = which === "encode" ? "in.image" : "in.latent";
+    const input = g.input("x", "float32", io.get(name)!.shape);
+    const y =
+      which === "encode"
+        ? buildAutoencoderKLEncoder(g, cfg, weights, input)
+        : buildAutoencoderKLDecoder(g, cfg, weights, input);
+    const session = await compile(g, { outputs: { y } });
+    try {
+      const out = await session.run({ x: io.get(name)!.data });
+      return out.y as Float32Array;
+    } finally {
+      await session.dispose();
+    }
+  };
+
+  it("encodes to the posterior mean (onnxruntime fp32, relative L2 < 1e-4)", async () => {
+    const err = relativeL2(await runOrt("encode"), io.get("out.latent_mean")!.data);
+    console.log(`${fixture.name}: encode relative L2 = ${err.toExponential(2)}`);
+    expect(err).toBeLessThan(1e-4);
+  });
+
+  it("decodes latents (onnxruntime fp32, relative L2 < 1e-4)", async () => {
+    const err = relativeL2(await runOrt("decode"), io.get("out.decoded")!.data);
+    console.log(`${fixture.name}: decode relative L2 = ${err.toExponential(2)}`);
+    expect(err).toBeLessThan(1e-4);
+  });
+
+  it("has teeth: the wrong GroupNorm group count is far off", async () => {
+    const err = relativeL2(
+      await runOrt("decode", { ...config, normNumGroups: 1 }),
+      io.get("out.decoded")!.data,
+    );
+    expect(err).toBeGreaterThan(1e-2);
+  });
+});
+
+describe("parseAutoencoderKLConfig", () => {
+  it("fills diffusers defaults and reads the FLUX VAE normalisation", () => {
+    const flux = parseAutoencoderKLConfig({
+      block_out_channels: [128, 256, 512, 512],
+      down_block_types: Array(4).fill("DownEncoderBlock2D"),
+      up_block_types: Array(4).fill("UpDecoderBlock2D"),
+      latent_channels: 16,
+      use_quant_conv: false,
+      use_post_quant_conv: false,
+      scaling_factor: 0.3611,
+      shift_factor: 0.1159,
+    });
+    expect(flux).toMatchObject({
+      layersPerBlock: 1,
+      normNumGroups: 32,
+      useQuantConv: false,
+      shiftFactor: 0.1159,
+    });
+    expect(parseAutoencoderKLConfig({}).shiftFactor).toBe(0);
+  });
+  it("names the file and key on a config it cannot build", () => {
+    expect(() =>
+      parseAutoencoderKLConfig({ block_out_channels: [8, 12], norm_num_groups: 8 }, "vae/config.json"),
+    ).toThrow(ModelConfigError);
+    expect(() => parseAutoencoderKLConfig({ act_fn: "gelu" }, "vae/config.json")).toThrow(
+      /vae\/config.json: "act_fn"/,
+    );
+    expect(() => parseAutoencoderKLConfig({ block_out_channels: [32, 64] })).toThrow(/"down_block_types"/);
+  });
+});
