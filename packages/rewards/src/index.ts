@@ -1,1 +1,85 @@
-export { expectedScore, type TokenLogprob } from "./score.js";
+export {
+  type ChatClient,
+  type ChatClientOptions,
+  type ChatClientStats,
+  type ChatCompletionResult,
+  createChatClient,
+} from "./chat-client.js";
+export type {
+  ChatCompletionRequest,
+  ChatCompletionResponse,
+  ChatContentPart,
+  ChatErrorBody,
+  ChatLogprob,
+  ChatLogprobContent,
+  ChatMessage,
+} from "./chat-types.js";
+export {
+  checkRewardOutputs,
+  composeRewards,
+  RewardContractError,
+  type WeightedReward,
+} from "./compose-rewards.js";
+export { JudgeConfigError, JudgeRequestError, JudgeResponseError, RewardItemError } from "./errors.js";
+export { createFunctionReward } from "./function-reward.js";
+export {
+  decodeImageDataUrl,
+  encodeImageDataUrl,
+  hashImage,
+  ImageDecodeError,
+  type ImageEncoding,
+  type ImageFormat,
+} from "./image-data-url.js";
+export {
+  type JudgeAnswer,
+  type JudgeFault,
+  type JudgeModel,
+  type JudgeModelReply,
+  type JudgeModelRequest,
+  parseJudgePrompt,
+} from "./judge-model.js";
+export {
+  type JudgeVerdict,
+  MAX_SCORE,
+  parseChatCompletion,
+  verdictFromCompletion,
+} from "./judge-response.js";
+export { type JudgeServer, type JudgeServerOptions, startJudgeServer } from "./judge-server.js";
+export { describeJudgeSettings, type JudgeSettings, resolveJudgeSettings } from "./judge-settings.js";
+export type { LatencySummary } from "./latency-stats.js";
+export {
+  createMllmJudgeReward,
+  type MllmJudgeOptions,
+  type MllmJudgeRaw,
+  type MllmJudgeReward,
+  type MllmJudgeStats,
+} from "./mllm-judge-reward.js";
+export {
+  createRewardFromSpec,
+  mllmOptionsFromSpec,
+  parseRewardSpec,
+  type RewardFactory,
+  type RewardSpecPart,
+} from "./reward-spec.js";
+export {
+  expectedScore,
+  parseScoreText,
+  scoreDistribution,
+  type TokenLogprob,
+  yesProbability,
+} from "./score.js";
+export { createScriptedJudge, type ScriptedJudge, type ScriptedJudgeOptions } from "./scripted-judge.js";
+export {
+  COT_SCORE_LOGIT_TEMPLATE,
+  COT_SCORE_MARKER,
+  COT_SCORE_SAMPLE_TEMPLATE,
+  checkTemplate,
+  defaultTemplate,
+  JUDGE_MODES,
+  type JudgeMode,
+  type JudgeTemplate,
+  renderTemplate,
+  SCORE_LOGIT_TEMPLATE,
+  SCORE_SAMPLE_TEMPLATE,
+  YES_NO_TEMPLATE,
+} from "./templates.js";
