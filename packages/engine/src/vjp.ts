@@ -18,12 +18,12 @@ import {
   mul,
   neg,
   pow,
-  reduceSum,
   reciprocal,
+  reduceSum,
   reshape,
   sin,
-  sqrt,
   slice,
+  sqrt,
   sub,
   transpose,
   where,
@@ -124,8 +124,9 @@ const normAxis = (a: number, rank: number) => (a < 0 ? a + rank : a);
 function permute(t: Tensor, perm: readonly number[], primal: (t: Tensor) => Tensor = (v) => v): Tensor {
   const p = t.producer;
   if (p?.op === "Transpose" && !p.attrs._stop_gradient) {
-    const inner = p.attrs.perm as readonly number[] | undefined;
-    if (inner && inner.every((_, i) => inner[perm[i]!] === i)) return primal(p.inputs[0]!);
+    const rank = perm.length;
+    const inner = (p.attrs.perm as readonly number[] | undefined) ?? perm.map((_, i) => rank - 1 - i);
+    if (inner.every((_, i) => inner[perm[i]!] === i)) return primal(p.inputs[0]!);
   }
   return transpose(t, perm);
 }
