@@ -81,8 +81,11 @@ export {
   train,
 } from "./trainer.js";
 export {
+  type Benchmark,
   type BenchmarkItemResult,
   type BenchmarkReport,
+  type BenchmarkRunOptions,
+  type Editor,
   type EditRequest,
   INTERFACE_VERSION,
   type Reward,
@@ -93,3 +96,9 @@ export {
   type Sampler,
   type VelocityFn,
 } from "./types.js";
+export {
+  aggregateBenchmark,
+  benchmarkGalleryHtml,
+  benchmarkMarkdown,
+  writeBenchmarkOutputs,
+} from "./benchmark-report.js";

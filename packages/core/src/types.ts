@@ -98,3 +98,32 @@ export interface BenchmarkReport {
   protocol: Record<string, unknown>;
   excluded: number;
 }
+
+/**
+ * Anything that makes edits: an adapter loaded with its weights (and optional LoRA) plus a pinned generation
+ * protocol. Benchmarks run against an Editor, so every adapter is benchmarked the same way.
+ */
+export interface Editor {
+  readonly name: string;
+  /** The pinned generation settings (steps, guidance, seed, resolution, LoRA), recorded with results. */
+  readonly protocol: Record<string, unknown>;
+  edit(requests: readonly EditRequest[]): Promise<RgbImage[]>;
+  close?(): Promise<void>;
+}
+
+export interface BenchmarkRunOptions {
+  /** Only the first N items (for smoke runs). */
+  limit?: number;
+  /** Where outputs (`<key>.png`) and reports go; finished items found there are not regenerated. */
+  outDir?: string;
+  /** Items per editor call. */
+  batchSize?: number;
+  /** Progress callback: items done, items total. */
+  onProgress?: (done: number, total: number) => void;
+}
+
+/** A benchmark: a data set, a pinned generation protocol, a judge protocol and an aggregation. */
+export interface Benchmark {
+  readonly name: string;
+  run(editor: Editor, options?: BenchmarkRunOptions): Promise<BenchmarkReport>;
+}

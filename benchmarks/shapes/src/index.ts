@@ -1,0 +1,1 @@
+export { SHAPES_BENCHMARK_DEFAULTS, ShapesBenchmark, type ShapesBenchmarkOptions } from "./shapes-benchmark.js";
