@@ -69,6 +69,7 @@ export {
   yesProbability,
 } from "./score.js";
 export { createScriptedJudge, type ScriptedJudge, type ScriptedJudgeOptions } from "./scripted-judge.js";
+export { createShapesJudgeModel, createShapesJudgeReward } from "./shapes-judge.js";
 export {
   COT_SCORE_LOGIT_TEMPLATE,
   COT_SCORE_MARKER,
