@@ -1,4 +1,17 @@
 export { AdamW, type AdamWSettings, type AdamWState, DEFAULT_ADAMW } from "./adamw.js";
+export {
+  type Adapter,
+  type AdapterCapabilities,
+  type AdapterLoadOptions,
+  checkAdapter,
+  type Device,
+} from "./adapter.js";
+export {
+  aggregateBenchmark,
+  benchmarkGalleryHtml,
+  benchmarkMarkdown,
+  writeBenchmarkOutputs,
+} from "./benchmark-report.js";
 export { emaDecay, oldPolicyDecay } from "./decay.js";
 export {
   type DatasetIssue,
@@ -96,9 +109,3 @@ export {
   type Sampler,
   type VelocityFn,
 } from "./types.js";
-export {
-  aggregateBenchmark,
-  benchmarkGalleryHtml,
-  benchmarkMarkdown,
-  writeBenchmarkOutputs,
-} from "./benchmark-report.js";
