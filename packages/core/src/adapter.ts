@@ -1,5 +1,6 @@
 import { ConfigError } from "./errors.js";
 import type { TrainablePolicy } from "./trainable-policy.js";
+import type { TrainConfigInput } from "./trainer.js";
 import { type Editor, INTERFACE_VERSION } from "./types.js";
 
 export type Device = "cpu" | "cuda";
@@ -43,6 +44,20 @@ export interface Adapter {
   readonly capabilities: AdapterCapabilities;
   loadEditor(options?: AdapterLoadOptions): Promise<Editor>;
   loadPolicy?(options?: AdapterLoadOptions): Promise<TrainablePolicy>;
+  /** What `edit-r1 train` uses when the user gives no flag: settings sized for this model, a reward spec, etc. */
+  readonly trainDefaults?: AdapterTrainDefaults;
+}
+
+export interface AdapterTrainDefaults {
+  config?: TrainConfigInput;
+  /** Reward spec (see @edit-r1/rewards' createRewardFromSpec). */
+  reward?: string;
+  /** Sampler for rollouts (samplerByName). */
+  sampler?: string;
+  /** Benchmark run before and after training. */
+  benchmark?: string;
+  /** Writes a default Edit-R1 JSONL training set into `dir` and returns its path (embedded defaults only). */
+  writeTrainData?(dir: string): Promise<string>;
 }
 
 /** Rejects what an adapter declared it cannot do, naming the adapter, the option and what is supported. */

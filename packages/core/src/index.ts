@@ -3,6 +3,7 @@ export {
   type Adapter,
   type AdapterCapabilities,
   type AdapterLoadOptions,
+  type AdapterTrainDefaults,
   checkAdapter,
   type Device,
 } from "./adapter.js";

@@ -42,4 +42,9 @@ export interface TrainablePolicy {
   velocity(requests: readonly EditRequest[], params: ParamSet): VelocityFn;
   decode(x0: Float32Array, requests: readonly EditRequest[]): Promise<RgbImage[]>;
   lossAndGradients(batch: NftBatch, params: ParamSet, oldParams: ParamSet): Promise<NftStepResult>;
+  /**
+   * Writes `params` as a LoRA others can load (PEFT/diffusers `adapter_model.safetensors` +
+   * `adapter_config.json`) into the existing empty folder `dir`. The trainer calls it with the EMA weights.
+   */
+  exportLora?(params: ParamSet, dir: string): Promise<void>;
 }

@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { AdamW, type AdamWSettings, DEFAULT_ADAMW } from "./adamw.js";
 import { oldPolicyDecay } from "./decay.js";
@@ -178,6 +178,21 @@ export interface TrainResult {
   oldParams: ParamSet;
   emaParams: ParamSet;
   step: number;
+  /** The EMA weights as a loadable LoRA folder, when the policy can export one. */
+  loraDir?: string;
+}
+
+/** Exports into a temporary sibling folder and swaps it in, so a crash never leaves a half-written LoRA. */
+async function exportLoraAtomically(policy: TrainablePolicy, params: ParamSet, dir: string): Promise<string> {
+  const tmp = `${dir}.tmp-${process.pid}`;
+  rmSync(tmp, { recursive: true, force: true });
+  mkdirSync(tmp, { recursive: true });
+  await policy.exportLora!(params, tmp);
+  const old = `${dir}.old-${process.pid}`;
+  if (existsSync(dir)) renameSync(dir, old);
+  renameSync(tmp, dir);
+  rmSync(old, { recursive: true, force: true });
+  return dir;
 }
 
 interface TrainerState {
@@ -538,5 +553,8 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     );
   }
   writeReport();
-  return { run, metrics, params, oldParams, emaParams: ema.params, step };
+  const loraDir = policy.exportLora
+    ? await exportLoraAtomically(policy, ema.params, join(run.root, "lora"))
+    : undefined;
+  return { run, metrics, params, oldParams, emaParams: ema.params, step, loraDir };
 }
