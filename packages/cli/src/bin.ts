@@ -1,7 +1,18 @@
 #!/usr/bin/env node
 import { main } from "./main.js";
 
-main(process.argv.slice(2)).then(
+// Ctrl-C aborts the command's signal so long work stops at a safe point; a second Ctrl-C exits at once.
+const controller = new AbortController();
+let interrupts = 0;
+for (const sig of ["SIGINT", "SIGTERM"] as const) {
+  process.on(sig, () => {
+    if (++interrupts > 1) process.exit(130);
+    process.stderr.write(`\n${sig}: stopping at the next safe point (again to exit now)\n`);
+    controller.abort();
+  });
+}
+
+main(process.argv.slice(2), undefined, { signal: controller.signal }).then(
   (code) => {
     process.exitCode = code;
   },

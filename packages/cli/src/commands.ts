@@ -1,21 +1,37 @@
 import type { CommandSpec } from "./args.js";
+import type { CommandContext } from "./context.js";
 
-export const COMMANDS: readonly CommandSpec[] = [
+export interface Command extends CommandSpec {
+  run: (ctx: CommandContext) => Promise<number>;
+}
+
+const adapterFlags = {
+  adapter: { type: "string" },
+  model: { type: "string" },
+  device: { type: "string" },
+  lora: { type: "string" },
+  "lora-scale": { type: "string" },
+  seed: { type: "string" },
+  "sample-steps": { type: "string" },
+} as const;
+
+export const COMMANDS: readonly Command[] = [
   {
     name: "train",
-    summary: "post-train an adapter with Edit-R1 (DiffusionNFT + MLLM judge)",
+    summary: "post-train an adapter with Edit-R1 (DiffusionNFT + judge reward)",
     usage:
       "edit-r1 train [--adapter tiny] [--config run.json] [--data train.jsonl] [--reward <spec>] [--steps N] [--out runs/x] [--resume]",
     options: {
-      adapter: { type: "string", default: "tiny" },
+      ...adapterFlags,
       config: { type: "string" },
       data: { type: "string" },
       reward: { type: "string" },
       steps: { type: "string" },
       out: { type: "string" },
       resume: { type: "boolean" },
-      seed: { type: "string" },
+      "no-bench": { type: "boolean" },
     },
+    run: async (ctx) => (await import("./commands/train.js")).train(ctx),
   },
   {
     name: "bench",
@@ -23,35 +39,49 @@ export const COMMANDS: readonly CommandSpec[] = [
     usage:
       "edit-r1 bench --adapter <name> --benchmark imgedit|gedit|shapes [--judge <spec>] [--lora path] [--limit N] [--out dir]",
     options: {
-      adapter: { type: "string" },
+      ...adapterFlags,
       benchmark: { type: "string" },
       judge: { type: "string" },
-      lora: { type: "string" },
       limit: { type: "string" },
       out: { type: "string" },
     },
+    run: async (ctx) => (await import("./commands/bench.js")).bench(ctx),
   },
   {
     name: "edit",
     summary: "edit one image with an adapter",
-    usage: 'edit-r1 edit --adapter <name> --image in.png --instruction "…" [--lora path] --out out.png',
+    usage:
+      'edit-r1 edit --adapter <name> [--model dir|repo] --image in.png --instruction "…" [--lora path] --out out.png',
     options: {
-      adapter: { type: "string" },
-      model: { type: "string" },
+      ...adapterFlags,
       image: { type: "string" },
       instruction: { type: "string" },
-      lora: { type: "string" },
+      requirement: { type: "string" },
       out: { type: "string" },
     },
+    run: async (ctx) => (await import("./commands/edit.js")).edit(ctx),
   },
   {
     name: "judge",
     summary: "serve a local judge over the OpenAI-compatible API (`judge serve`)",
-    usage: "edit-r1 judge serve [--model shapes] [--host 127.0.0.1] [--port N]",
+    usage: "edit-r1 judge serve [--model shapes] [--host 127.0.0.1] [--port N] [--api-key-env VAR]",
     options: {
-      model: { type: "string", default: "shapes" },
-      host: { type: "string", default: "127.0.0.1" },
+      model: { type: "string" },
+      host: { type: "string" },
       port: { type: "string" },
+      "api-key-env": { type: "string" },
     },
+    run: async (ctx) => (await import("./commands/judge-serve.js")).judgeServe(ctx),
+  },
+  {
+    name: "download",
+    summary: "fill the Hugging Face cache with a model or data set (needs the network)",
+    usage: "edit-r1 download <org/name> [--include 'pattern']… [--dataset] | --adapter flux-kontext",
+    options: {
+      adapter: { type: "string" },
+      include: { type: "string", multiple: true },
+      dataset: { type: "boolean" },
+    },
+    run: async (ctx) => (await import("./commands/download.js")).download(ctx),
   },
 ];

@@ -1,5 +1,6 @@
 import { helpText, parseCommand, UsageError } from "./args.js";
 import { COMMANDS } from "./commands.js";
+import type { CommandContext } from "./context.js";
 
 export interface Io {
   out: (line: string) => void;
@@ -11,8 +12,16 @@ const defaultIo: Io = {
   err: (l) => process.stderr.write(`${l}\n`),
 };
 
-/** Runs `edit-r1` with the given arguments; returns the process exit code. */
-export async function main(argv: readonly string[], io: Io = defaultIo): Promise<number> {
+/**
+ * Runs `edit-r1` with the given arguments; returns the process exit code: 0 success, 1 failure, 2 bad usage,
+ * 130 interrupted. Errors print as one message naming what was wrong; EDIT_R1_DEBUG=1 adds the stack.
+ */
+export async function main(
+  argv: readonly string[],
+  io: Io = defaultIo,
+  options: { signal?: AbortSignal; env?: NodeJS.ProcessEnv } = {},
+): Promise<number> {
+  const env = options.env ?? process.env;
   let parsed: ReturnType<typeof parseCommand>;
   try {
     parsed = parseCommand(argv, COMMANDS);
@@ -27,11 +36,33 @@ export async function main(argv: readonly string[], io: Io = defaultIo): Promise
     io.out(helpText(COMMANDS));
     return 0;
   }
-  const spec = COMMANDS.find((c) => c.name === parsed.command)!;
+  const command = COMMANDS.find((c) => c.name === parsed.command)!;
   if (parsed.values.help) {
-    io.out(`Usage: ${spec.usage}`);
+    io.out(`Usage: ${command.usage}`);
     return 0;
   }
-  io.err(`edit-r1 ${spec.name}: not built yet (see the open issues). Usage: ${spec.usage}`);
-  return 1;
+  const ctx: CommandContext = {
+    values: parsed.values,
+    positionals: parsed.positionals,
+    out: io.out,
+    err: io.err,
+    signal: options.signal ?? new AbortController().signal,
+    env,
+  };
+  try {
+    return await command.run(ctx);
+  } catch (err) {
+    if (err instanceof UsageError) {
+      io.err(`edit-r1 ${command.name}: ${err.message}\nUsage: ${command.usage}`);
+      return 2;
+    }
+    if (ctx.signal.aborted) {
+      io.err(`edit-r1 ${command.name}: interrupted; everything written so far is kept.`);
+      return 130;
+    }
+    const e = err as Error;
+    io.err(`edit-r1 ${command.name}: ${e.message ?? String(err)}`);
+    if (env.EDIT_R1_DEBUG) io.err(e.stack ?? "");
+    return 1;
+  }
 }

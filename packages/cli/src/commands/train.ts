@@ -1,0 +1,198 @@
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import {
+  type AdapterTrainDefaults,
+  type BenchmarkReport,
+  checkAdapter,
+  EditDataset,
+  imageGridPng,
+  RunDirectory,
+  renderReport,
+  train as runTraining,
+  samplerByName,
+  type TrainConfigInput,
+  writeBenchmarkOutputs,
+} from "@edit-r1/core";
+import { writeFileAtomic } from "@edit-r1/engine";
+import { createRewardFromSpec, createShapesJudgeReward } from "@edit-r1/rewards";
+import { UsageError } from "../args.js";
+import { type CommandContext, intFlag, progressLine, stringFlag } from "../context.js";
+import { createBenchmark, loadAdapter } from "../registry.js";
+import { adapterOptions } from "./bench.js";
+
+function timestamp(): string {
+  return new Date().toISOString().replace(/[-:]/g, "").replace("T", "-").slice(0, 15);
+}
+
+function readConfig(path: string | undefined): TrainConfigInput {
+  if (!path) return {};
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (err) {
+    throw new UsageError(`--config ${path}: cannot read it (${(err as Error).message}).`);
+  }
+  try {
+    return JSON.parse(text) as TrainConfigInput;
+  } catch (err) {
+    throw new UsageError(`--config ${path}: not valid JSON (${(err as Error).message}).`);
+  }
+}
+
+/** The adapter's embedded training set, written once into the run folder (a resumed run reuses it). */
+async function defaultTrainData(
+  outDir: string,
+  adapterName: string,
+  defaults: AdapterTrainDefaults,
+): Promise<string> {
+  if (!defaults.writeTrainData) {
+    throw new UsageError(`--data is required for adapter "${adapterName}" (an Edit-R1 JSONL file).`);
+  }
+  const existing = join(outDir, "data", "train_metadata.jsonl");
+  return existsSync(existing) ? existing : defaults.writeTrainData(join(outDir, "data"));
+}
+
+/** A before/after table of the benchmark, category by category. */
+export function comparisonTable(before: BenchmarkReport, after: BenchmarkReport): string {
+  const rows = Object.keys(before.categories).map((c) => {
+    const b = before.categories[c]!.mean;
+    const a = after.categories[c]?.mean ?? Number.NaN;
+    return `| ${c} | ${b.toFixed(3)} | ${a.toFixed(3)} | ${(a - b >= 0 ? "+" : "") + (a - b).toFixed(3)} |`;
+  });
+  const d = after.overall - before.overall;
+  return [
+    `| ${before.benchmark} | base | Edit-R1 | change |`,
+    "|---|---|---|---|",
+    ...rows,
+    `| **overall** | **${before.overall.toFixed(3)}** | **${after.overall.toFixed(3)}** | **${(d >= 0 ? "+" : "") + d.toFixed(3)}** |`,
+  ].join("\n");
+}
+
+/**
+ * `edit-r1 train`: Edit-R1 post-training of an adapter. With no flags it runs the embedded default: the tiny
+ * model on shapes-world data with the shapes judge, and the shapes benchmark before and after.
+ */
+export async function train(ctx: CommandContext): Promise<number> {
+  const adapterName = stringFlag(ctx, "adapter") ?? "tiny";
+  const adapter = await loadAdapter(adapterName);
+  const options = adapterOptions(ctx);
+  checkAdapter(adapter, options, "train");
+  const defaults = adapter.trainDefaults ?? {};
+  const resume = Boolean(ctx.values.resume);
+  const outDir = stringFlag(ctx, "out") ?? join("runs", `${adapterName}-${timestamp()}`);
+  if (resume && !existsSync(outDir))
+    throw new UsageError(`--resume: ${outDir} does not exist; pass the --out of the run.`);
+
+  const steps = intFlag(ctx, "steps", 1);
+  const seed = intFlag(ctx, "seed");
+  const config: TrainConfigInput = {
+    ...defaults.config,
+    ...readConfig(stringFlag(ctx, "config")),
+    ...(steps !== undefined ? { steps } : {}),
+    ...(seed !== undefined ? { seed } : {}),
+  };
+
+  const dataPath = stringFlag(ctx, "data") ?? (await defaultTrainData(outDir, adapterName, defaults));
+  ctx.err(`data: ${dataPath}`);
+  const prompts = await EditDataset.load(dataPath);
+  const rewardSpec = stringFlag(ctx, "reward") ?? defaults.reward ?? "mllm";
+  const reward = await createRewardFromSpec(rewardSpec, {
+    env: ctx.env,
+    factories: { shapes: () => createShapesJudgeReward() },
+  });
+  ctx.err(`adapter: ${adapterName}  reward: ${rewardSpec}  out: ${outDir}`);
+
+  const benchName = ctx.values["no-bench"] ? undefined : defaults.benchmark;
+  const benchmark = benchName ? await createBenchmark(benchName, { env: ctx.env }) : undefined;
+  const runBench = async (label: string, lora: string | undefined) => {
+    if (!benchmark) return undefined;
+    const dir = join(outDir, `bench-${label}`);
+    const editor = await adapter.loadEditor({ ...options, lora });
+    try {
+      const report = await benchmark.run(editor, {
+        outDir: dir,
+        onProgress: progressLine(ctx, `benchmark (${label})`),
+      });
+      await benchmark.writeReferenceImages?.(dir);
+      await writeBenchmarkOutputs(dir, report, (item) => benchmark.galleryImages?.(item) ?? {});
+      return report;
+    } finally {
+      await editor.close?.();
+    }
+  };
+
+  const before = await runBench("before", options.lora);
+  if (before) ctx.err(`benchmark before: ${before.overall.toFixed(3)}`);
+
+  const policy = await adapter.loadPolicy!(options);
+  let result: Awaited<ReturnType<typeof runTraining>>;
+  try {
+    result = await runTraining({
+      policy,
+      sampler: samplerByName(defaults.sampler ?? "dpm2"),
+      reward,
+      prompts,
+      outDir,
+      config,
+      resume,
+      signal: ctx.signal,
+    });
+  } finally {
+    await reward.close?.();
+  }
+  const loraDir = result.loraDir;
+  ctx.err(`trained to step ${result.step}; LoRA (EMA weights): ${loraDir}`);
+
+  const after = await runBench("after", loraDir);
+  if (before && after) {
+    const table = comparisonTable(before, after);
+    ctx.out(table);
+    await writeFileAtomic(join(outDir, "benchmark.md"), `${table}\n`);
+    await writeReport(outDir, before, after, benchmark);
+  }
+  ctx.out(`\nreport: ${join(outDir, "report.html")}`);
+  ctx.out(`resume: edit-r1 train --adapter ${adapterName} --out ${outDir} --resume --steps <more>`);
+  return 0;
+}
+
+/** Rewrites report.html with the run's curves plus a before/after gallery of the benchmark. */
+async function writeReport(
+  outDir: string,
+  before: BenchmarkReport,
+  after: BenchmarkReport,
+  benchmark: Awaited<ReturnType<typeof createBenchmark>> | undefined,
+): Promise<void> {
+  const run = new RunDirectory(outDir);
+  const { decodeImage } = await import("@edit-r1/core");
+  const keys = after.items.slice(0, 16).map((i) => i.key);
+  const load = async (path: string) => decodeImage(readFileSync(join(outDir, path)));
+  const rows: Awaited<ReturnType<typeof load>>[] = [];
+  for (const key of keys) {
+    const g = benchmark?.galleryImages?.({ key });
+    if (!g?.source || !g.target) continue;
+    rows.push(
+      await load(join("bench-before", g.source)),
+      await load(join("bench-before", `images/${key}.png`)),
+      await load(join("bench-after", `images/${key}.png`)),
+      await load(join("bench-before", g.target)),
+    );
+  }
+  const gallery = [];
+  if (rows.length) {
+    const grid = join(outDir, "before-after.png");
+    await writeFileAtomic(grid, await imageGridPng(rows, { columns: 4, scale: 4, gap: 4 }));
+    gallery.push({ path: grid, caption: "each row: source · base model · after Edit-R1 · exact target" });
+  }
+  await writeFileAtomic(
+    join(outDir, "report.html"),
+    renderReport({
+      title: `Edit-R1 run: ${outDir}`,
+      metrics: run.readMetrics(),
+      gallery,
+      facts: {
+        [`${before.benchmark} before`]: Number(before.overall.toFixed(4)),
+        [`${after.benchmark} after`]: Number(after.overall.toFixed(4)),
+      },
+    }),
+  );
+}
