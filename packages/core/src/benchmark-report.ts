@@ -59,12 +59,19 @@ export function benchmarkMarkdown(report: BenchmarkReport, digits = 3): string {
 /** A self-contained HTML gallery: source, edited, instruction and scores per item (images by relative path). */
 export function benchmarkGalleryHtml(
   report: BenchmarkReport,
-  images: (item: BenchmarkItemResult) => { source?: string; edited?: string; target?: string; instruction?: string },
+  images: (item: BenchmarkItemResult) => {
+    source?: string;
+    edited?: string;
+    target?: string;
+    instruction?: string;
+  },
 ): string {
   const cells = report.items.map((item) => {
     const im = images(item);
     const img = (src: string | undefined, label: string) =>
-      src ? `<figure><img src="${escapeHtml(src)}" alt="${label}"><figcaption>${label}</figcaption></figure>` : "";
+      src
+        ? `<figure><img src="${escapeHtml(src)}" alt="${label}"><figcaption>${label}</figcaption></figure>`
+        : "";
     const score =
       item.score === undefined
         ? `<b class="err">failed: ${escapeHtml(item.error ?? "unknown")}</b>`

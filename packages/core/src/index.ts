@@ -37,6 +37,14 @@ export {
   timeShift,
 } from "./flow-schedule.js";
 export {
+  type BuiltGraph,
+  type ConditionFeeds,
+  GraphNftPolicyCore,
+  type GraphNftPolicyOptions,
+  GraphPolicyError,
+  type VelocityGraphSpec,
+} from "./graph-policy.js";
+export {
   DEFAULT_GROUP_FILTER,
   type GroupFilterSettings,
   type GroupStatistics,
@@ -44,6 +52,12 @@ export {
   groupStatistics,
 } from "./group-stats.js";
 export { decodeImage, encodePng, imageGridPng } from "./image-io.js";
+export {
+  buildNftObjective,
+  type NftObjective,
+  type NftObjectiveInputs,
+  type NftObjectiveSettings,
+} from "./nft-graph.js";
 export {
   type AdvantageMode,
   advantageToR,
