@@ -2,6 +2,7 @@
 // Scaffolds a workspace package with the repository's conventions:
 //   node scripts/new-package.mjs <folder> <npm-name> "<one-line description>" [dep ...]
 // e.g. node scripts/new-package.mjs adapters/sd3 @edit-r1/adapter-sd3 "Stable Diffusion 3 adapter" @edit-r1/core
+import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
@@ -58,4 +59,6 @@ write(
   `# ${name}\n\n${description}\n\n## Where it fits\n\nTODO\n\n## Why\n\nTODO\n\n## How\n\nTODO\n\n## Gotchas\n\nTODO\n`,
 );
 if (!existsSync(join(folder, "src/index.ts"))) write("src/index.ts", "export {};\n");
+// Leave the new files in the repository's formatting so `pnpm lint` stays clean.
+execFileSync("pnpm", ["exec", "biome", "check", "--write", folder], { stdio: "ignore" });
 console.log(`created ${folder} (${name}); run pnpm install`);

@@ -1,1 +1,5 @@
-export { SHAPES_BENCHMARK_DEFAULTS, ShapesBenchmark, type ShapesBenchmarkOptions } from "./shapes-benchmark.js";
+export {
+  SHAPES_BENCHMARK_DEFAULTS,
+  ShapesBenchmark,
+  type ShapesBenchmarkOptions,
+} from "./shapes-benchmark.js";

@@ -68,7 +68,8 @@ describe("ShapesBenchmark", () => {
     const bad: Editor = {
       name: "bad",
       protocol: {},
-      edit: async (rs) => rs.map((r, i) => (i === 0 ? { width: 2, height: 2, data: new Uint8Array(12) } : r.source)),
+      edit: async (rs) =>
+        rs.map((r, i) => (i === 0 ? { width: 2, height: 2, data: new Uint8Array(12) } : r.source)),
     };
     const report = await new ShapesBenchmark({ count: 8 }).run(bad);
     expect(report.excluded).toBe(1);

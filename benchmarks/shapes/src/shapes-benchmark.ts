@@ -72,7 +72,8 @@ export class ShapesBenchmark implements Benchmark {
       for (let k = 0; k < batch.length; k++) {
         const item = batch[k]!;
         edited.set(item.key, images[k]!);
-        if (outDir) await writeFileAtomic(join(outDir, "images", `${item.key}.png`), await encodePng(images[k]!));
+        if (outDir)
+          await writeFileAtomic(join(outDir, "images", `${item.key}.png`), await encodePng(images[k]!));
       }
       done += batch.length;
       options.onProgress?.(done, items.length);
@@ -80,7 +81,12 @@ export class ShapesBenchmark implements Benchmark {
     const results: BenchmarkItemResult[] = items.map((item) => {
       try {
         const v = verifyDetails(edited.get(item.key)!, item.target, item.source);
-        return { key: item.key, category: item.category, score: v.score, scores: { edit: v.edit, preserve: v.preserve } };
+        return {
+          key: item.key,
+          category: item.category,
+          score: v.score,
+          scores: { edit: v.edit, preserve: v.preserve },
+        };
       } catch (err) {
         return { key: item.key, category: item.category, error: (err as Error).message };
       }
