@@ -58,6 +58,7 @@ write(
   "README.md",
   `# ${name}\n\n${description}\n\n## Where it fits\n\nTODO\n\n## Why\n\nTODO\n\n## How\n\nTODO\n\n## Gotchas\n\nTODO\n`,
 );
+write("vitest.config.ts", `export { default } from "${up}vitest.shared.js";\n`);
 if (!existsSync(join(folder, "src/index.ts"))) write("src/index.ts", "export {};\n");
 // Leave the new files in the repository's formatting so `pnpm lint` stays clean.
 execFileSync("pnpm", ["exec", "biome", "check", "--write", folder], { stdio: "ignore" });

@@ -34,7 +34,8 @@ describe("edit-r1 main", () => {
     const c = capture();
     const controller = new AbortController();
     const running = main(["judge", "serve", "--port", "0"], c.io, { signal: controller.signal });
-    for (let i = 0; i < 200 && !c.out.length; i++) await new Promise((r) => setTimeout(r, 10));
+    // The server starts after the command's modules load, which takes a while on a busy machine.
+    for (let i = 0; i < 3000 && !c.out.length; i++) await new Promise((r) => setTimeout(r, 10));
     const url = /at (http:\/\/127\.0\.0\.1:\d+\/v1)/.exec(c.out.join("\n"))?.[1];
     expect(url).toBeDefined();
     const models = (await (await fetch(`${url}/models`)).json()) as { data: { id: string }[] };
