@@ -1,7 +1,7 @@
 import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type Editor, type EditRequest, writeBenchmarkOutputs } from "@edit-r1/core";
+import type { Editor, EditRequest } from "@edit-r1/core";
 import { parseRequirement, renderScene } from "@edit-r1/shapes";
 import { afterEach, describe, expect, it } from "vitest";
 import { ShapesBenchmark } from "./shapes-benchmark.js";
@@ -56,8 +56,6 @@ describe("ShapesBenchmark", () => {
     const report = await bench.run(second, { outDir: dir });
     expect(second.calls).toBe(8);
     expect(report.overall).toBe(1);
-    await bench.writeReferenceImages(dir);
-    await writeBenchmarkOutputs(dir, report, (item) => bench.galleryImages(item));
     const json = JSON.parse(readFileSync(join(dir, "results.json"), "utf8"));
     expect(json.items).toHaveLength(16);
     expect(readFileSync(join(dir, "results.md"), "utf8")).toMatch(/\| \*\*overall\*\* \| \*\*1\.000\*\*/);

@@ -10,6 +10,7 @@ import {
   type Editor,
   type EditRequest,
   encodePng,
+  writeBenchmarkOutputs,
 } from "@edit-r1/core";
 import { writeFileAtomic } from "@edit-r1/engine";
 import { EDIT_CATEGORIES, generateEdits, type ShapesEdit, verifyDetails } from "@edit-r1/shapes";
@@ -96,10 +97,15 @@ export class ShapesBenchmark implements Benchmark {
       editor: editor.name,
       benchmark: { ...this.settings, items: items.length, scoring: "exact verifier (edit × preserve)" },
     };
-    return aggregateBenchmark(this.name, results, protocol, EDIT_CATEGORIES);
+    const report = aggregateBenchmark(this.name, results, protocol, EDIT_CATEGORIES);
+    if (outDir) {
+      await this.writeReferenceImages(outDir);
+      await writeBenchmarkOutputs(outDir, report, (item) => this.galleryImages(item));
+    }
+    return report;
   }
 
-  /** Writes the sources and targets next to the outputs so the gallery shows all three. */
+  /** Writes the sources and targets next to the outputs so the gallery shows all three (run does this). */
   async writeReferenceImages(outDir: string): Promise<void> {
     mkdirSync(join(outDir, "reference"), { recursive: true });
     for (const item of this.items) {

@@ -37,11 +37,14 @@ export const COMMANDS: readonly Command[] = [
     name: "bench",
     summary: "evaluate an adapter on a benchmark (imgedit, gedit, shapes)",
     usage:
-      "edit-r1 bench --adapter <name> --benchmark imgedit|gedit|shapes [--judge <spec>] [--lora path] [--limit N] [--out dir]",
+      "edit-r1 bench --adapter <name> --benchmark imgedit|gedit|shapes [--judge <spec>] [--data dir|repo] [--language en|cn] [--subset full|intersection] [--lora path] [--limit N] [--out dir]",
     options: {
       ...adapterFlags,
       benchmark: { type: "string" },
       judge: { type: "string" },
+      data: { type: "string" },
+      language: { type: "string" },
+      subset: { type: "string" },
       limit: { type: "string" },
       out: { type: "string" },
     },

@@ -7,18 +7,23 @@ import { UsageError } from "./args.js";
  */
 const ADAPTERS: Record<string, { pkg: string; load: () => Promise<Adapter> }> = {};
 
-export interface BenchmarkEntry {
-  pkg: string;
-  create: (options: {
-    limit?: number;
-    judge?: string;
-    env: NodeJS.ProcessEnv;
-  }) => Promise<Benchmark & BenchmarkExtras>;
+export interface BenchmarkCreateOptions {
+  /** Judge spec (`mllm:<url>?model=…`); the EDIT_R1_JUDGE_* variables when omitted. */
+  judge?: string;
+  /** Local folder or Hub dataset id of the benchmark data. */
+  data?: string;
+  language?: string;
+  subset?: string;
+  env: NodeJS.ProcessEnv;
 }
 
-/** Optional hooks a benchmark can offer for richer reports. */
+export interface BenchmarkEntry {
+  pkg: string;
+  create: (options: BenchmarkCreateOptions) => Promise<Benchmark & BenchmarkExtras>;
+}
+
+/** Optional hook a benchmark can offer: where an item's images are, relative to its output folder. */
 export interface BenchmarkExtras {
-  writeReferenceImages?(outDir: string): Promise<void>;
   galleryImages?(item: { key: string }): {
     source?: string;
     edited?: string;
@@ -33,6 +38,35 @@ const BENCHMARKS: Record<string, BenchmarkEntry> = {
     create: async () => {
       const { ShapesBenchmark } = await import("@edit-r1/bench-shapes");
       return new ShapesBenchmark();
+    },
+  },
+  imgedit: {
+    pkg: "@edit-r1/bench-imgedit",
+    create: async ({ judge, data, env }) => {
+      const { benchJudgeOptionsFromSpec, createImgEditBenchmark } = await import("@edit-r1/bench-imgedit");
+      return createImgEditBenchmark({
+        data,
+        judge: judge ? benchJudgeOptionsFromSpec(judge, env) : undefined,
+      });
+    },
+  },
+  gedit: {
+    pkg: "@edit-r1/bench-gedit",
+    create: async ({ judge, data, language, subset, env }) => {
+      const { benchJudgeOptionsFromSpec } = await import("@edit-r1/bench-imgedit");
+      const { createGEditBenchmark } = await import("@edit-r1/bench-gedit");
+      if (language !== undefined && language !== "en" && language !== "cn") {
+        throw new UsageError(`--language must be en or cn, got "${language}".`);
+      }
+      if (subset !== undefined && subset !== "full" && subset !== "intersection") {
+        throw new UsageError(`--subset must be full or intersection, got "${subset}".`);
+      }
+      return createGEditBenchmark({
+        data,
+        language,
+        subset,
+        judge: judge ? benchJudgeOptionsFromSpec(judge, env) : undefined,
+      });
     },
   },
 };
@@ -58,7 +92,7 @@ export async function loadAdapter(name: string): Promise<Adapter> {
 
 export async function createBenchmark(
   name: string,
-  options: Parameters<BenchmarkEntry["create"]>[0],
+  options: BenchmarkCreateOptions,
 ): Promise<Benchmark & BenchmarkExtras> {
   const entry = BENCHMARKS[name];
   if (!entry)

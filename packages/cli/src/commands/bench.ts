@@ -1,10 +1,6 @@
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import {
-  type AdapterLoadOptions,
-  benchmarkMarkdown,
-  checkAdapter,
-  writeBenchmarkOutputs,
-} from "@edit-r1/core";
+import { type AdapterLoadOptions, benchmarkMarkdown, checkAdapter } from "@edit-r1/core";
 import {
   type CommandContext,
   intFlag,
@@ -37,8 +33,10 @@ export async function bench(ctx: CommandContext): Promise<number> {
   checkAdapter(adapter, options, "edit");
   const limit = intFlag(ctx, "limit", 1);
   const benchmark = await createBenchmark(benchmarkName, {
-    limit,
     judge: stringFlag(ctx, "judge"),
+    data: stringFlag(ctx, "data"),
+    language: stringFlag(ctx, "language"),
+    subset: stringFlag(ctx, "subset"),
     env: ctx.env,
   });
   const outDir =
@@ -51,9 +49,8 @@ export async function bench(ctx: CommandContext): Promise<number> {
       outDir,
       onProgress: progressLine(ctx, `${benchmarkName} · ${adapterName}`),
     });
-    await benchmark.writeReferenceImages?.(outDir);
-    await writeBenchmarkOutputs(outDir, report, (item) => benchmark.galleryImages?.(item) ?? {});
-    ctx.out(benchmarkMarkdown(report));
+    const table = join(outDir, "results.md");
+    ctx.out(existsSync(table) ? readFileSync(table, "utf8") : benchmarkMarkdown(report));
     ctx.out(`\nresults: ${join(outDir, "results.json")}  gallery: ${join(outDir, "gallery.html")}`);
   } finally {
     await editor.close?.();

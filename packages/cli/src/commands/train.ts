@@ -11,7 +11,6 @@ import {
   train as runTraining,
   samplerByName,
   type TrainConfigInput,
-  writeBenchmarkOutputs,
 } from "@edit-r1/core";
 import { writeFileAtomic } from "@edit-r1/engine";
 import { createRewardFromSpec, createShapesJudgeReward } from "@edit-r1/rewards";
@@ -113,8 +112,6 @@ export async function train(ctx: CommandContext): Promise<number> {
         outDir: dir,
         onProgress: progressLine(ctx, `benchmark (${label})`),
       });
-      await benchmark.writeReferenceImages?.(dir);
-      await writeBenchmarkOutputs(dir, report, (item) => benchmark.galleryImages?.(item) ?? {});
       return report;
     } finally {
       await editor.close?.();
