@@ -262,6 +262,42 @@ describe.each(fixtures.map((f) => [f.name, f] as const))("FLUX transformer vs fi
     }
   });
 
+  it("reads LoRA factors from options.tensors when the caller owns them", () => {
+    // The factors the builder would create itself, with noise values, as the reference.
+    const own = build(inMemory(fp32), { lora: { rank: 2 } });
+    const values = Object.fromEntries(own.lora.map((p, i) => [p.key, noise(p.input.size, 100 + i)]));
+    const ownFeeds = feeds(
+      Object.fromEntries(
+        own.lora.map((p) => [p.input.source.kind === "input" ? p.input.source.name : p.key, values[p.key]!]),
+      ),
+    );
+    const expected = evaluate(own.g, ownFeeds, [own.sample])[0]!;
+
+    const g = new Graph("given");
+    // Inputs under unrelated names, computed through an op, so only options.tensors can route them.
+    const tensors: Record<string, ReturnType<typeof g.input>> = {};
+    const givenFeeds: Record<string, Float32Array> = {};
+    own.lora.forEach((p, i) => {
+      tensors[p.key] = ops.mul(g.input(`param${i}`, "float32", p.input.shape), 1);
+      givenFeeds[`param${i}`] = values[p.key]!;
+    });
+    const given = buildFluxTransformer(g, config, inMemory(fp32), fluxTransformerInputs(g, config, sizes()), {
+      lora: { rank: 2, tensors },
+    });
+    expect(given.lora.map((p) => p.key)).toEqual(own.lora.map((p) => p.key));
+    expect(given.lora.every((p) => p.input === tensors[p.key])).toBe(true);
+    const out = evaluate(g, feeds(givenFeeds), [given.sample])[0]!;
+    expect(maxAbsDiff(out, expected)).toBe(0);
+
+    const g2 = new Graph("missing");
+    const { [own.lora[0]!.key]: _dropped, ...partial } = tensors;
+    expect(() =>
+      buildFluxTransformer(g2, config, inMemory(fp32), fluxTransformerInputs(g2, config, sizes()), {
+        lora: { rank: 2, tensors: partial },
+      }),
+    ).toThrow(/missing from options\.tensors/);
+  });
+
   it("names the key and both shapes on a checkpoint that does not fit the config", () => {
     const wrong = { ...fixture.meta.config, num_attention_heads: 4 };
     const bad = parseFluxTransformerConfig(wrong);

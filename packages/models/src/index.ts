@@ -4,6 +4,15 @@ export {
   buildAutoencoderKLEncoder,
 } from "./autoencoder-kl.js";
 export { type AutoencoderKLConfig, parseAutoencoderKLConfig } from "./autoencoder-kl-config.js";
+export { type ClipTextConfig, parseClipTextConfig } from "./clip-text-config.js";
+export {
+  buildClipTextModel,
+  type ClipTextInputs,
+  type ClipTextOptions,
+  type ClipTextOutput,
+  clipPoolingPositions,
+  clipTextInputs,
+} from "./clip-text-model.js";
 export { fluxBflWeightSource } from "./flux-bfl-weights.js";
 export { type FluxTransformerConfig, parseFluxTransformerConfig } from "./flux-config.js";
 export {
@@ -20,6 +29,16 @@ export { type ComputeDType, GraphWeights, type GraphWeightsOptions, graphWeights
 export { EDIT_R1_LORA_TARGETS, type LoraOptions, type LoraParameter } from "./lora.js";
 export { ModelConfigError } from "./model-config-error.js";
 export { openSafetensorsWeights, safetensorsWeightSource } from "./safetensors-weights.js";
+export { buildT5Encoder, type T5EncoderOptions, t5RelativePositionBuckets } from "./t5-encoder.js";
+export { parseT5EncoderConfig, type T5EncoderConfig } from "./t5-encoder-config.js";
+export {
+  clipTokenizerJson,
+  loadTextTokenizer,
+  type TextTokenizer,
+  type TokenizedText,
+  type TokenizeOptions,
+  TokenizerError,
+} from "./text-tokenizer.js";
 export {
   memoryWeightSource,
   sliceWeightRows,

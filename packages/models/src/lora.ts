@@ -23,6 +23,12 @@ export interface LoraOptions {
    * (`transformer_blocks.0.attn.to_q.lora_A.weight`), so two adapters in one graph (θ and old) need distinct prefixes.
    */
   inputPrefix?: string;
+  /**
+   * Factor tensors the caller already owns, by PEFT key (e.g. inputs a generic trainer created, or a
+   * computed tensor). When given, targeted modules read their factors from here instead of creating graph
+   * inputs; a targeted module without both keys is an error.
+   */
+  tensors?: Readonly<Record<string, Tensor>>;
 }
 
 /** One LoRA factor: a graph input to feed, named after its PEFT key. */
@@ -69,6 +75,23 @@ export class LoraSet {
 
   // Factors are float32 inputs whatever the compute dtype (Edit-R1 keeps LoRA in fp32); the layer casts them.
   private input(key: string, shape: number[]): Tensor {
+    const given = this.options.tensors;
+    if (given) {
+      const t = given[key];
+      if (!t) {
+        throw new GraphError(
+          `LoRA factor "${key}" [${shape.join(",")}] is missing from options.tensors; ` +
+            "pass a tensor for every targeted module's lora_A and lora_B (or narrow options.targets).",
+        );
+      }
+      if (t.graph !== this.graph || t.rank !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
+        throw new GraphError(
+          `LoRA factor "${key}" from options.tensors is ${t}, expected shape [${shape.join(",")}] in this graph.`,
+        );
+      }
+      this.parameters.push({ key, input: t });
+      return t;
+    }
     const input = this.graph.input(this.prefix + key, "float32", shape);
     this.parameters.push({ key, input });
     return input;

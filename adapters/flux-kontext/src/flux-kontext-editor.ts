@@ -1,0 +1,493 @@
+import { writeFile } from "node:fs/promises";
+import {
+  decodeImage,
+  type Editor,
+  type EditRequest,
+  encodePng,
+  flowMatchSchedule,
+  type RgbImage,
+  Rng,
+  type Sampler,
+  samplerByName,
+} from "@edit-r1/core";
+import { compile, type Device, Graph, ops, type Session, type Tensor } from "@edit-r1/engine";
+import {
+  buildAutoencoderKLDecoder,
+  buildAutoencoderKLEncoder,
+  buildClipTextModel,
+  buildFluxTransformer,
+  buildT5Encoder,
+  type ComputeDType,
+  clipPoolingPositions,
+  clipTextInputs,
+  EDIT_R1_LORA_TARGETS,
+} from "@edit-r1/models";
+import sharp from "sharp";
+import { FluxKontextError } from "./flux-kontext-error.js";
+import {
+  type FluxKontextModel,
+  type OpenFluxKontextOptions,
+  openFluxKontextModel,
+} from "./flux-kontext-model.js";
+import { kontextInputSize, type Resolution } from "./kontext-resolution.js";
+import { imageTokenIds, packLatents, unpackLatents } from "./latent-packing.js";
+import { type FluxLora, loadFluxLora } from "./lora-file.js";
+
+/** Generation settings; every one is recorded in the editor's `protocol`. */
+export interface FluxKontextSettings {
+  /** Sampler steps (diffusers' default 28). */
+  steps: number;
+  /** The distilled guidance fed to the guidance embedder: 2.5 in Edit-R1 rollouts, 3.5 in the benchmark protocol. */
+  guidance: number;
+  /** "euler" (diffusers' FlowMatchEulerDiscreteScheduler), "dpm-solver++2m" (Edit-R1 rollouts) or "heun". */
+  sampler: string;
+  /** Noise seed; each request's noise is drawn from (seed, request key), so it does not depend on batching. */
+  seed: number;
+  /** T5 tokens (512 in diffusers and BFL, 128 in Edit-R1 training). */
+  maxSequenceLength: number;
+  /**
+   * The target size: "input" (default; the chosen Kontext resolution of the source image, as BFL's CLI and
+   * the Edit-R1 benchmark scripts do) or a fixed size (Edit-R1 trains at 512×512).
+   */
+  outputSize: "input" | { width: number; height: number };
+  /** Resolutions an input is snapped to (default: PREFERRED_KONTEXT_RESOLUTIONS). */
+  resolutions?: readonly Resolution[] | undefined;
+}
+
+/** Edit-R1's benchmark inference for Kontext: 28 Euler steps, guidance 3.5, the input image's size. */
+export const KONTEXT_BENCHMARK_SETTINGS: FluxKontextSettings = {
+  steps: 28,
+  guidance: 3.5,
+  sampler: "euler",
+  seed: 42,
+  maxSequenceLength: 512,
+  outputSize: "input",
+};
+
+/** Edit-R1's rollouts for Kontext: 6 DPM-Solver++(2M) steps, guidance 2.5, 512×512, 128 T5 tokens. */
+export const KONTEXT_ROLLOUT_SETTINGS: FluxKontextSettings = {
+  steps: 6,
+  guidance: 2.5,
+  sampler: "dpm-solver++2m",
+  seed: 0,
+  maxSequenceLength: 128,
+  outputSize: { width: 512, height: 512 },
+  resolutions: [[512, 512]],
+};
+
+export interface LoadFluxKontextOptions extends OpenFluxKontextOptions, Partial<FluxKontextSettings> {
+  /** A local pipeline folder or a Hub repo id in the local cache (e.g. "black-forest-labs/FLUX.1-Kontext-dev"). */
+  model: string;
+  /** Where sessions run: "cpu" (default) or "cuda". */
+  device?: Device;
+  /** A PEFT/diffusers LoRA: a .safetensors file, an adapter folder, or one already loaded. */
+  lora?: string | FluxLora;
+  /** Multiplies the LoRA's alpha/rank (default 1; 0 turns the LoRA off). */
+  loraScale?: number;
+  /** Start from these settings, then apply the individual options (default: KONTEXT_BENCHMARK_SETTINGS). */
+  preset?: "benchmark" | "rollout";
+  /** Compute dtype of the transformer (default float32; the VAE and text encoders stay float32). */
+  dtype?: ComputeDType;
+  /** Allow instructions longer than the T5 limit to be cut (diffusers does, with a warning). Default false. */
+  truncateInstructions?: boolean;
+  /** onnxruntime intra-op threads per session. */
+  threads?: number;
+}
+
+const LATENT_SCALE_OF = (vaeBlocks: number) => 2 ** (vaeBlocks - 1);
+
+/** A FLUX.1-Kontext editor: instruction + source image → edited image, with its sessions cached per shape. */
+export class FluxKontextEditor implements Editor {
+  readonly name = "flux-kontext";
+  readonly protocol: Record<string, unknown>;
+  private readonly sessions = new Map<string, Promise<Session>>();
+  private readonly sampler: Sampler;
+  private readonly loraFeeds: Record<string, Float32Array> = {};
+  private readonly vaeFactor: number;
+  private closed = false;
+
+  constructor(
+    readonly model: FluxKontextModel,
+    readonly settings: FluxKontextSettings,
+    private readonly options: {
+      device?: Device | undefined;
+      dtype?: ComputeDType | undefined;
+      lora?: FluxLora | undefined;
+      loraScale?: number | undefined;
+      truncateInstructions?: boolean | undefined;
+      threads?: number | undefined;
+    } = {},
+  ) {
+    checkSettings(settings);
+    this.sampler = samplerByName(settings.sampler);
+    this.vaeFactor = LATENT_SCALE_OF(model.vae.config.blockOutChannels.length);
+    const lora = options.lora;
+    if (lora) for (const [k, t] of lora.factors) this.loraFeeds[`lora.${k}`] = t.data;
+    this.protocol = {
+      adapter: "flux-kontext",
+      model: model.dir,
+      transformerLayout: model.transformerLayout,
+      ...settings,
+      resolutions: settings.resolutions ?? "preferred-kontext",
+      dtype: options.dtype ?? "float32",
+      lora: lora ? { rank: lora.rank, alpha: lora.alpha, modules: lora.modules.length } : null,
+      loraScale: lora ? (options.loraScale ?? 1) : null,
+    };
+  }
+
+  async edit(requests: readonly EditRequest[]): Promise<RgbImage[]> {
+    const out: RgbImage[] = [];
+    for (const r of requests) out.push(await this.editOne(r));
+    return out;
+  }
+
+  /** Releases every session. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    const all = await Promise.allSettled(this.sessions.values());
+    this.sessions.clear();
+    await Promise.all(all.map((s) => (s.status === "fulfilled" ? s.value.dispose() : undefined)));
+  }
+
+  /** Builds every component's graph once at a small size, so weights that do not fit the configs fail now. */
+  checkWeights(): void {
+    const m = this.model;
+    const f = this.vaeFactor;
+    const g = new Graph("check_vae");
+    const x = g.input("x", "float32", [1, m.vae.config.inChannels, 2 * f, 2 * f]);
+    buildAutoencoderKLEncoder(g, m.vae.config, m.vae.weights, x);
+    buildAutoencoderKLDecoder(
+      g,
+      m.vae.config,
+      m.vae.weights,
+      g.input("z", "float32", [1, m.vae.config.latentChannels, 2, 2]),
+    );
+    this.textGraphs(1);
+    this.transformerGraph(1, 1, 1);
+  }
+
+  private async editOne(request: EditRequest): Promise<RgbImage> {
+    if (this.closed) throw new FluxKontextError("edit: this editor was closed; load the model again");
+    const s = this.settings;
+    const multiple = this.vaeFactor * 2;
+    const input = kontextInputSize(request.source.width, request.source.height, {
+      resolutions: s.resolutions,
+      multipleOf: multiple,
+    });
+    const output = s.outputSize === "input" ? input : s.outputSize;
+    const text = await this.encodeText(request.instruction);
+    const image = await resizeRgb(request.source, input.width, input.height);
+    const context = await this.encodeImage(image);
+    const channels = this.model.vae.config.latentChannels;
+    const h = output.height / this.vaeFactor;
+    const w = output.width / this.vaeFactor;
+    const rng = new Rng(noiseSeed(s.seed, request.key));
+    const noise = packLatents(rng.normals(channels * h * w), channels, h, w);
+    const targetTokens = (h / 2) * (w / 2);
+    const { sigmas } = flowMatchSchedule(this.model.scheduler, {
+      numSteps: s.steps,
+      imageSeqLen: targetTokens,
+    });
+    const session = await this.transformerSession(
+      targetTokens,
+      context.tokens,
+      text.length,
+      [h, w],
+      context.grid,
+    );
+    const fixed = {
+      context_latents: context.packed,
+      encoder_hidden_states: text.hidden,
+      pooled_projections: text.pooled,
+      guidance: Float32Array.of(s.guidance),
+      ...this.loraFeeds,
+    };
+    const { x0 } = await this.sampler.sample(noise, sigmas, async (x, sigma) => {
+      const out = await session.run({ latents: x, timestep: Float32Array.of(sigma), ...fixed });
+      return out.velocity as Float32Array;
+    });
+    return this.decode(unpackLatents(x0, channels, h, w), h, w);
+  }
+
+  private async encodeText(instruction: string) {
+    const { clip, t5 } = this.model;
+    const clipIds = clip.tokenizer.encode(instruction, {
+      maxLength: clip.config.maxPositionEmbeddings,
+      // diffusers cuts CLIP's prompt at 77 tokens; only its pooled summary is used.
+      overflow: "truncate",
+    });
+    const t5Ids = t5.tokenizer.encode(instruction, {
+      maxLength: this.settings.maxSequenceLength,
+      overflow: this.options.truncateInstructions ? "truncate" : "error",
+    });
+    const session = await this.cached("text", () => this.textGraphs(1));
+    const out = await session.run({
+      "clip.input_ids": BigInt64Array.from(clipIds.ids, BigInt),
+      "clip.eos_positions": clipPoolingPositions([clipIds.ids], clip.config),
+      "t5.input_ids": BigInt64Array.from(t5Ids.ids, BigInt),
+    });
+    return {
+      pooled: out.pooled as Float32Array,
+      hidden: out.hidden as Float32Array,
+      length: this.settings.maxSequenceLength,
+    };
+  }
+
+  private textGraphs(batch: number) {
+    const { clip, t5 } = this.model;
+    const g = new Graph("flux_kontext_text");
+    const clipOut = buildClipTextModel(
+      g,
+      clip.config,
+      clip.weights,
+      clipTextInputs(g, { batch, length: clip.config.maxPositionEmbeddings }, "clip."),
+      { scope: "clip" },
+    );
+    const ids = g.input("t5.input_ids", "int64", [batch, this.settings.maxSequenceLength]);
+    const hidden = buildT5Encoder(g, t5.config, t5.weights, ids, { scope: "t5" });
+    return { g, outputs: { pooled: clipOut.pooled, hidden } };
+  }
+
+  /** VAE-encodes an image to Kontext's context tokens: mean latent, (z − shift)·scale, 2×2-packed. */
+  private async encodeImage(image: RgbImage) {
+    const { config } = this.model.vae;
+    const key = `vae-encode:${image.width}x${image.height}`;
+    const session = await this.cached(key, () => {
+      const g = new Graph("flux_vae_encode");
+      const x = g.input("image", "float32", [1, 3, image.height, image.width]);
+      const mean = buildAutoencoderKLEncoder(g, config, this.model.vae.weights, x);
+      const z = ops.mul(ops.sub(mean, config.shiftFactor), config.scalingFactor);
+      return { g, outputs: { latent: z } };
+    });
+    const out = await session.run({ image: toTensor(image) });
+    const h = image.height / this.vaeFactor;
+    const w = image.width / this.vaeFactor;
+    const packed = packLatents(out.latent as Float32Array, config.latentChannels, h, w);
+    return { packed, tokens: (h / 2) * (w / 2), grid: [h, w] as [number, number] };
+  }
+
+  private async decode(latent: Float32Array, h: number, w: number): Promise<RgbImage> {
+    const { config } = this.model.vae;
+    const session = await this.cached(`vae-decode:${h}x${w}`, () => {
+      const g = new Graph("flux_vae_decode");
+      const z = g.input("latent", "float32", [1, config.latentChannels, h, w]);
+      const unscaled = ops.add(ops.div(z, config.scalingFactor), config.shiftFactor);
+      const x = buildAutoencoderKLDecoder(g, config, this.model.vae.weights, unscaled);
+      // [−1, 1] → [0, 1], clamped as diffusers' postprocess does.
+      const img = ops.minimum(ops.maximum(ops.add(ops.mul(x, 0.5), 0.5), 0), 1);
+      return { g, outputs: { image: img } };
+    });
+    const out = (await session.run({ latent })).image as Float32Array;
+    return fromTensor(out, w * this.vaeFactor, h * this.vaeFactor);
+  }
+
+  private transformerSession(
+    targetTokens: number,
+    contextTokens: number,
+    textTokens: number,
+    targetGrid: [number, number],
+    contextGrid: [number, number],
+  ): Promise<Session> {
+    const key = `transformer:${targetGrid.join("x")}:${contextGrid.join("x")}:${textTokens}`;
+    return this.cached(key, () =>
+      this.transformerGraph(textTokens, targetTokens, contextTokens, targetGrid, contextGrid),
+    );
+  }
+
+  /**
+   * The velocity graph of one sample: target and context tokens are concatenated on the sequence axis with
+   * ids (0, r, c) and (1, r, c), text ids are zeros, and only the target tokens' output is kept.
+   */
+  private transformerGraph(
+    textTokens: number,
+    targetTokens: number,
+    contextTokens: number,
+    targetGrid: [number, number] = [2, 2 * targetTokens],
+    contextGrid: [number, number] = [2, 2 * contextTokens],
+  ) {
+    const { config, weights } = this.model.transformer;
+    const g = new Graph("flux_kontext_velocity");
+    const latents = g.input("latents", "float32", [1, targetTokens, config.inChannels]);
+    const context = g.input("context_latents", "float32", [1, contextTokens, config.inChannels]);
+    const ids = new Float32Array([...imageTokenIds(...targetGrid, 0), ...imageTokenIds(...contextGrid, 1)]);
+    const lora = this.options.lora;
+    const { sample, lora: factors } = buildFluxTransformer(
+      g,
+      config,
+      weights,
+      {
+        hiddenStates: ops.concat([latents, context], 1),
+        encoderHiddenStates: g.input("encoder_hidden_states", "float32", [
+          1,
+          textTokens,
+          config.jointAttentionDim,
+        ]),
+        pooledProjections: g.input("pooled_projections", "float32", [1, config.pooledProjectionDim]),
+        timestep: g.input("timestep", "float32", [1]),
+        guidance: config.guidanceEmbeds ? g.input("guidance", "float32", [1]) : undefined,
+        imgIds: g.constant(ids, [targetTokens + contextTokens, 3]),
+        txtIds: g.constant(new Float32Array(textTokens * 3), [textTokens, 3]),
+      },
+      {
+        ...(this.options.dtype ? { dtype: this.options.dtype } : {}),
+        ...(lora
+          ? {
+              lora: {
+                rank: lora.rank,
+                alpha: lora.alpha * (this.options.loraScale ?? 1),
+                targets: lora.modules,
+                inputPrefix: "lora.",
+              },
+            }
+          : {}),
+      },
+    );
+    if (lora) checkLoraCoverage(lora, new Set(factors.map((p) => p.key)));
+    const velocity: Tensor = ops.cast(ops.slice(sample, [0], [targetTokens], [1]), "float32");
+    return { g, outputs: { velocity } };
+  }
+
+  private cached(key: string, build: () => { g: Graph; outputs: Record<string, Tensor> }): Promise<Session> {
+    let s = this.sessions.get(key);
+    if (!s) {
+      const { g, outputs } = build();
+      s = compile(g, {
+        outputs,
+        ...(this.options.device ? { device: this.options.device } : {}),
+        ...(this.options.threads ? { threads: this.options.threads } : {}),
+      });
+      this.sessions.set(key, s);
+      // A failed compile is not cached, so a later call can retry.
+      s.catch(() => this.sessions.delete(key));
+    }
+    return s;
+  }
+}
+
+/** Every module of the LoRA file must have become a LoRA layer, else the file targets another model. */
+function checkLoraCoverage(lora: FluxLora, built: ReadonlySet<string>): void {
+  const missing = lora.modules.filter((m) => !built.has(`${m}.lora_A.weight`));
+  if (missing.length > 0) {
+    throw new FluxKontextError(
+      `the LoRA has ${missing.length} module(s) this FLUX transformer does not have or cannot adapt, e.g. "${missing[0]}"; ` +
+        `LoRA applies to Linear layers such as ${EDIT_R1_LORA_TARGETS.slice(0, 3).join(", ")}`,
+    );
+  }
+}
+
+function checkSettings(s: FluxKontextSettings): void {
+  if (!Number.isInteger(s.steps) || s.steps < 1)
+    throw new FluxKontextError(`steps must be a positive integer, got ${s.steps}`);
+  if (!Number.isFinite(s.guidance) || s.guidance < 0)
+    throw new FluxKontextError(`guidance must be ≥ 0, got ${s.guidance}`);
+  if (!Number.isInteger(s.maxSequenceLength) || s.maxSequenceLength < 1) {
+    throw new FluxKontextError(`maxSequenceLength must be a positive integer, got ${s.maxSequenceLength}`);
+  }
+}
+
+/** A 32-bit seed from the run seed and the request key (FNV-1a), so each request's noise is its own. */
+function noiseSeed(seed: number, key: string): number {
+  let h = (2166136261 ^ seed) >>> 0;
+  for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 16777619) >>> 0;
+  return h;
+}
+
+async function resizeRgb(image: RgbImage, width: number, height: number): Promise<RgbImage> {
+  if (image.data.length !== image.width * image.height * 3) {
+    throw new FluxKontextError(
+      `the source image claims ${image.width}×${image.height} RGB but has ${image.data.length} bytes (expected ${image.width * image.height * 3})`,
+    );
+  }
+  if (image.width === width && image.height === height) return image;
+  // diffusers resizes with PIL's LANCZOS; sharp's lanczos3 is the same kernel (edge handling differs slightly).
+  const data = await sharp(Buffer.from(image.data.buffer, image.data.byteOffset, image.data.byteLength), {
+    raw: { width: image.width, height: image.height, channels: 3 },
+  })
+    .resize(width, height, { kernel: "lanczos3", fit: "fill" })
+    .raw()
+    .toBuffer();
+  return { width, height, data: new Uint8Array(data.buffer, data.byteOffset, data.length) };
+}
+
+/** HWC bytes → CHW floats in [−1, 1]. */
+function toTensor(image: RgbImage): Float32Array {
+  const n = image.width * image.height;
+  const out = new Float32Array(3 * n);
+  for (let i = 0; i < n; i++)
+    for (let c = 0; c < 3; c++) out[c * n + i] = (image.data[i * 3 + c]! / 255) * 2 - 1;
+  return out;
+}
+
+/** CHW floats in [0, 1] → HWC bytes, rounded as PIL's numpy_to_pil does ((x·255).round()). */
+function fromTensor(x: Float32Array, width: number, height: number): RgbImage {
+  const n = width * height;
+  const data = new Uint8Array(3 * n);
+  for (let i = 0; i < n; i++) for (let c = 0; c < 3; c++) data[i * 3 + c] = Math.round(x[c * n + i]! * 255);
+  return { width, height, data };
+}
+
+/**
+ * Opens a FLUX.1-Kontext pipeline (local folder or cached Hub repo, diffusers or BFL transformer), checks its
+ * weights against its configs, and returns an Editor. Settings start from the benchmark protocol (or the
+ * rollout protocol with `preset: "rollout"`) and each option overrides one.
+ */
+export async function loadFluxKontext(options: LoadFluxKontextOptions): Promise<FluxKontextEditor> {
+  const base = options.preset === "rollout" ? KONTEXT_ROLLOUT_SETTINGS : KONTEXT_BENCHMARK_SETTINGS;
+  const settings: FluxKontextSettings = { ...base };
+  for (const k of [
+    "steps",
+    "guidance",
+    "sampler",
+    "seed",
+    "maxSequenceLength",
+    "outputSize",
+    "resolutions",
+  ] as const) {
+    if (options[k] !== undefined) (settings as unknown as Record<string, unknown>)[k] = options[k];
+  }
+  const scale = options.loraScale ?? 1;
+  if (!Number.isFinite(scale) || scale < 0) throw new FluxKontextError(`loraScale must be ≥ 0, got ${scale}`);
+  const model = await openFluxKontextModel(options.model, options);
+  const lora = typeof options.lora === "string" ? await loadFluxLora(options.lora) : options.lora;
+  const editor = new FluxKontextEditor(model, settings, {
+    device: options.device,
+    dtype: options.dtype,
+    // A zero scale is the base model: drop the LoRA rather than multiply it by 0 on every call.
+    lora: scale === 0 ? undefined : lora,
+    loraScale: scale,
+    truncateInstructions: options.truncateInstructions,
+    threads: options.threads,
+  });
+  editor.checkWeights();
+  return editor;
+}
+
+export interface EditImageOptions extends LoadFluxKontextOptions {
+  /** The source image: a path or encoded bytes (PNG, JPEG, WebP…). */
+  image: string | Uint8Array;
+  instruction: string;
+  /** Where to write the edited image as PNG. */
+  out?: string;
+}
+
+/** One edit end to end (what `edit-r1 edit --adapter flux-kontext` runs): load, edit, write, close. */
+export async function editImage(options: EditImageOptions): Promise<RgbImage> {
+  let source: RgbImage;
+  try {
+    source = await decodeImage(options.image);
+  } catch (e) {
+    const what = typeof options.image === "string" ? options.image : `${options.image.length} bytes`;
+    throw new FluxKontextError(
+      `cannot decode the source image ${what}: ${(e as Error).message}; pass a PNG, JPEG or WebP file`,
+    );
+  }
+  const editor = await loadFluxKontext(options);
+  try {
+    const [edited] = await editor.edit([{ key: "edit", instruction: options.instruction, source }]);
+    if (options.out) await writeFile(options.out, await encodePng(edited!));
+    return edited!;
+  } finally {
+    await editor.close();
+  }
+}
