@@ -1,3 +1,4 @@
+export { adapter, FLUX_KONTEXT_REPO } from "./adapter.js";
 export {
   type EditImageOptions,
   editImage,

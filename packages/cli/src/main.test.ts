@@ -44,6 +44,20 @@ describe("edit-r1 main", () => {
     expect(await running).toBe(0);
   });
 
+  it("names the missing model folder when editing with flux-kontext", async () => {
+    const c = capture();
+    const args = ["edit", "--adapter", "flux-kontext", "--model", "/nonexistent/kontext"];
+    const code = await main(
+      [...args, "--image", "../../fixtures/images/chelsea.png", "--instruction", "x", "--out", "/tmp/x.png"],
+      c.io,
+      {
+        env: { HF_HUB_OFFLINE: "1" },
+      },
+    );
+    expect(code).toBe(1);
+    expect(c.err.join("\n")).toMatch(/nonexistent\/kontext/);
+  });
+
   it("refuses to download while HF_HUB_OFFLINE is set", async () => {
     const c = capture();
     const code = await main(["download", "--adapter", "flux-kontext"], c.io, {

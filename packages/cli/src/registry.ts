@@ -5,7 +5,12 @@ import { UsageError } from "./args.js";
  * The adapters and benchmarks the command knows by name. Each is imported only when asked for, so a
  * missing optional package fails with a clear message instead of slowing down every command.
  */
-const ADAPTERS: Record<string, { pkg: string; load: () => Promise<Adapter> }> = {};
+const ADAPTERS: Record<string, { pkg: string; load: () => Promise<Adapter> }> = {
+  "flux-kontext": {
+    pkg: "@edit-r1/adapter-flux-kontext",
+    load: async () => (await import("@edit-r1/adapter-flux-kontext")).adapter,
+  },
+};
 
 export interface BenchmarkCreateOptions {
   /** Judge spec (`mllm:<url>?model=…`); the EDIT_R1_JUDGE_* variables when omitted. */
