@@ -545,7 +545,11 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     };
     run.appendMetrics(record);
     metrics.push(record);
-    if (step % config.checkpointEvery === 0 || step === config.steps) saveCheckpoint();
+    if (step % config.checkpointEvery === 0 || step === config.steps) {
+      saveCheckpoint();
+      // Each checkpoint also carries its EMA weights as a loadable LoRA (PEFT files), for bench --lora.
+      if (policy.exportLora) await exportLoraAtomically(policy, ema.params, join(lastCheckpoint!, "lora"));
+    }
     progress?.write(
       `step ${step}/${config.steps}  reward ${rewardMean.toFixed(4)} ± ${rewardStd.toFixed(4)}  ` +
         `filtered ${(record.filteredFraction * 100).toFixed(0)}%  loss ${lossSum.toPrecision(4)}  ` +
