@@ -64,12 +64,20 @@ if (typeof engine.grad === "function") {
   bwd = await runtime.compile(gb, { outputs });
 }
 
-// Baseline: one square MatMul with the same FLOPs, raw onnxruntime in this thread.
+// Baseline: one square MatMul with the same FLOPs, raw onnxruntime in this thread. Its thread pool does
+// not spin-wait after a run, like the engine's sessions: runs of the three sessions interleave, and a pool
+// spinning after its run would take a core from the next session (on 2 cores that halves its speed, which
+// made either side look slower than it is depending on who spun).
 const N = Math.round(Math.cbrt(flops / 2));
 const mg = new Graph("mm");
 const ma = mg.input("a", "float32", [N, N]);
 const mb = mg.input("b", "float32", [N, N]);
-const raw = await ort.InferenceSession.create(engine.lower(mg, { outputs: { c: ops.matmul(ma, mb) } }).bytes);
+const raw = await ort.InferenceSession.create(
+  engine.lower(mg, { outputs: { c: ops.matmul(ma, mb) } }).bytes,
+  {
+    extra: { session: { "intra_op.allow_spinning": "0", "inter_op.allow_spinning": "0" } },
+  },
+);
 const av = rand(N * N, 1);
 const bv = rand(N * N, 1);
 

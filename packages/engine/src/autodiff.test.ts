@@ -143,6 +143,36 @@ describe("VJP rules vs central differences (float64 interpreter, rtol 1e-6)", ()
     expectClose(x, ({ x }) => o.reduceMax(x!, [1]));
     expectClose(x, ({ x }) => o.reduceMax(x!, [0, 2], true));
   });
+  it("Gelu, exact and tanh-approximated", () => {
+    for (const approximate of ["none", "tanh"] as const) {
+      expectClose({ x: { shape: [3, 5], draw: (r) => 6 * r() - 3 } }, ({ x }) => o.gelu(x!, approximate));
+    }
+  });
+  it("LayerNormalization: input, scale and bias, over one and over two trailing axes", () => {
+    const draw = (r: () => number) => 4 * r() - 2;
+    expectClose(
+      { x: { shape: [3, 6], draw }, w: { shape: [6] }, b: { shape: [6] } },
+      ({ x, w, b }) => o.layerNormalization(x!, w!, b!).y,
+    );
+    expectClose(
+      { x: { shape: [2, 3, 4], draw }, w: { shape: [3, 4] } },
+      ({ x, w }) => o.layerNormalization(x!, w!, undefined, { axis: 1, epsilon: 0.1 }).y,
+    );
+    // A literal all-ones scale (nn.layerNorm without a weight) takes the rule's shortcut.
+    expectClose({ x: { shape: [3, 6], draw } }, ({ x }, g) => {
+      return o.layerNormalization(x!, g.constant(new Float32Array(6).fill(1), [6])).y;
+    });
+  });
+  it("LayerNormalization's mean and 1/σ outputs carry gradients too", () => {
+    expectClose({ x: { shape: [3, 6], draw: (r) => 4 * r() - 2 }, w: { shape: [6] } }, ({ x, w }) => {
+      const { y, mean, invStdDev } = o.layerNormalization(x!, w!);
+      return o.add(o.mul(y, mean), invStdDev);
+    });
+    expectClose({ x: { shape: [3, 6], draw: (r) => 4 * r() - 2 }, w: { shape: [6] } }, ({ x, w }) => {
+      const { mean, invStdDev } = o.layerNormalization(x!, w!);
+      return o.mul(mean, invStdDev);
+    });
+  });
   it("Softmax on a middle axis", () => {
     expectClose({ x: { shape: [2, 3, 4] } }, ({ x }) => o.softmax(x!, 1));
     expectClose({ x: { shape: [2, 5] } }, ({ x }) => o.softmax(o.mul(x!, 3)));

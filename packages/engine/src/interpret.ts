@@ -456,6 +456,19 @@ function runNode(node: Node, ins: Float64Array[]): Float64Array[] {
     }
     case "Softmax":
       return [softmaxValue(node, ins[0]!)];
+    case "Gelu": {
+      const tanh = node.attrs.approximate === "tanh";
+      const k = Math.sqrt(2 / Math.PI);
+      return [
+        Float64Array.from(ins[0]!, (v) =>
+          tanh
+            ? 0.5 * v * (1 + Math.tanh(k * (v + 0.044715 * v * v * v)))
+            : 0.5 * v * (1 + erfValue(v / Math.SQRT2)),
+        ),
+      ];
+    }
+    case "LayerNormalization":
+      return layerNormValue(node, ins);
     case "Conv":
     case "ConvTranspose":
       return [convValue(node, ins)];
@@ -464,6 +477,32 @@ function runNode(node: Node, ins: Float64Array[]): Float64Array[] {
         `op ${op} is not supported by the interpreter; add it to interpret.ts (and a VJP rule to autodiff.ts)`,
       );
   }
+}
+
+/** LayerNormalization: per row of the trailing normalized block, biased variance; outputs y, mean, 1/σ. */
+function layerNormValue(node: Node, ins: Float64Array[]): Float64Array[] {
+  const x = node.inputs[0]!;
+  const axis = normAxis(node.attrs.axis as number, x.rank);
+  const eps = node.attrs.epsilon as number;
+  const n = numel(x.shape.slice(axis));
+  const rows = n === 0 ? 0 : x.size / n;
+  const [xv, scale, bias] = ins as [Float64Array, Float64Array, Float64Array | undefined];
+  const y = new Float64Array(x.size);
+  const mean = new Float64Array(rows);
+  const inv = new Float64Array(rows);
+  for (let r = 0; r < rows; r++) {
+    const base = r * n;
+    let m = 0;
+    for (let i = 0; i < n; i++) m += xv[base + i]!;
+    m /= n;
+    let v = 0;
+    for (let i = 0; i < n; i++) v += (xv[base + i]! - m) ** 2;
+    const s = 1 / Math.sqrt(v / n + eps);
+    for (let i = 0; i < n; i++) y[base + i] = (xv[base + i]! - m) * s * scale[i]! + (bias ? bias[i]! : 0);
+    mean[r] = m;
+    inv[r] = s;
+  }
+  return [y, mean, inv];
 }
 
 function checkShape(op: string, computed: readonly number[], declared: Shape): void {

@@ -3,8 +3,11 @@ import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { afterAll, describe, expect, test } from "vitest";
 import { Graph, GraphError } from "./graph.js";
+import { evaluate } from "./interpret.js";
 import { encodeData, IR_VERSION, lower } from "./lower.js";
+import * as nn from "./nn.js";
 import * as ops from "./ops.js";
+import { Runtime } from "./runtime.js";
 
 const dirs: string[] = [];
 afterAll(() => {
@@ -95,5 +98,35 @@ describe("lower", () => {
         lower(g, { outputs: { z: ops.matmul(x, ops.transpose(ops.transpose(a, [1, 0]), [1, 0])) } }).bytes,
       ),
     ).toContain("Transpose");
+  });
+
+  test("a linear layer's bias goes into its Gemm unless the product is read elsewhere; values unchanged", async () => {
+    const g = new Graph();
+    const x = g.input("x", "float32", [2, 3, 4]);
+    const w = g.initializer(
+      "w",
+      "float32",
+      [5, 4],
+      Float32Array.from({ length: 20 }, (_, i) => Math.sin(i)),
+    );
+    const b = g.initializer("b", "float32", [5], Float32Array.of(0.5, -1, 2, 0.25, -3));
+    const y = nn.linear(x, w, b);
+    const m = lower(g, { outputs: { y } });
+    expect(m.nodeCount).toBe(3); // Reshape, Gemm(x, w, b), Reshape
+    expect(text(m.bytes)).not.toContain("Add");
+    // The product without the bias is also an output: the Add stays.
+    const product = y.producer!.inputs[0]!;
+    const kept = lower(g, { outputs: { y, product } });
+    expect(text(kept.bytes)).toContain("Add");
+    const rt = new Runtime();
+    try {
+      const xv = Float32Array.from({ length: 24 }, (_, i) => Math.cos(i * 0.3));
+      const s = await rt.compile(g, { outputs: { y } });
+      const out = (await s.run({ x: xv })).y!;
+      const [ref] = evaluate(g, { x: xv }, [y]);
+      for (let i = 0; i < out.length; i++) expect(Math.abs(Number(out[i]) - ref![i]!)).toBeLessThan(1e-5);
+    } finally {
+      await rt.close();
+    }
   });
 });

@@ -1,7 +1,14 @@
 import { realpathSync } from "node:fs";
 import * as path from "node:path";
 import { DTYPE_BYTES, type DType, numel } from "./dtype.js";
-import { type AttrValue, type ExternalData, type Graph, GraphError, type Tensor } from "./graph.js";
+import {
+  type AttrValue,
+  type ExternalData,
+  type Graph,
+  GraphError,
+  type Node,
+  type Tensor,
+} from "./graph.js";
 import {
   AttributeType,
   encodeModel,
@@ -180,6 +187,7 @@ function lowerWeightMatmul(
   out: Tensor,
   tensorName: (t: Tensor) => string,
   initializers: OnnxTensor[],
+  bias?: Tensor,
 ): OnnxNode[] {
   const int64 = (suffix: string, values: readonly number[]) => {
     const tensorNameOf = `${tensorName(out)}${suffix}`;
@@ -205,7 +213,7 @@ function lowerWeightMatmul(
   const gemm = (input: string, output: string): OnnxNode => ({
     name: `${name}/Gemm`,
     opType: "Gemm",
-    inputs: [input, tensorName(view.base)],
+    inputs: bias ? [input, tensorName(view.base), tensorName(bias)] : [input, tensorName(view.base)],
     outputs: [output],
     attributes: [{ name: "transB", type: AttributeType.INT, i: 1 }],
   });
@@ -275,6 +283,46 @@ export function lower(graph: Graph, options: LowerOptions): LoweredModel {
     }
   }
 
+  // A linear layer's bias Add goes into its Gemm as input C (one pass over the output fewer) when nothing
+  // else reads the product without the bias. The Gemm is emitted where the Add was, after the bias exists.
+  const readers = new Map<Tensor, number>();
+  for (const n of graph.nodes) {
+    if (!live.has(n.id)) continue;
+    const view = matmulViews.get(n.id);
+    for (const t of view ? [n.inputs[0]!, view.base] : n.inputs) readers.set(t, (readers.get(t) ?? 0) + 1);
+  }
+  const requested = new Set(outputEntries.map(([, t]) => t));
+  const biasOfMatmul = new Map<number, Tensor>();
+  const matmulOfAdd = new Map<number, Node>();
+  for (const n of graph.nodes) {
+    if (!live.has(n.id) || n.op !== "Add") continue;
+    const out = n.outputs[0]!;
+    for (const [m, b] of [
+      [0, 1],
+      [1, 0],
+    ] as const) {
+      const mm = n.inputs[m]!.producer;
+      const bias = n.inputs[b]!;
+      const product = n.inputs[m]!;
+      const fits =
+        mm !== undefined &&
+        matmulViews.get(mm.id)?.transposed === true &&
+        !biasOfMatmul.has(mm.id) &&
+        bias.rank === 1 &&
+        bias.dtype === out.dtype &&
+        bias.shape[0] === out.shape[out.rank - 1] &&
+        product.shape.length === out.shape.length &&
+        product.shape.every((d, i) => d === out.shape[i]) &&
+        readers.get(product) === 1 &&
+        !requested.has(product);
+      if (fits) {
+        biasOfMatmul.set(mm.id, bias);
+        matmulOfAdd.set(n.id, mm);
+        break;
+      }
+    }
+  }
+
   const rename = new Map<Tensor, string>();
   const extraIdentities: OnnxNode[] = [];
   for (const [name, t] of outputEntries) {
@@ -307,6 +355,17 @@ export function lower(graph: Graph, options: LowerOptions): LoweredModel {
   const nodes: OnnxNode[] = [];
   for (const n of graph.nodes) {
     if (!live.has(n.id)) continue;
+    if (biasOfMatmul.has(n.id)) continue;
+    const fused = matmulOfAdd.get(n.id);
+    if (fused) {
+      const name = `${fused.scope ? `${fused.scope}/` : ""}${fused.op}_${fused.id}`;
+      const view = matmulViews.get(fused.id)!;
+      const bias = biasOfMatmul.get(fused.id)!;
+      nodes.push(
+        ...lowerWeightMatmul(name, fused.inputs[0]!, view, n.outputs[0]!, tensorName, initializers, bias),
+      );
+      continue;
+    }
     const nodeName = `${n.scope ? `${n.scope}/` : ""}${n.op}_${n.id}`;
     const view = matmulViews.get(n.id);
     if (view) {

@@ -5,7 +5,9 @@ import * as ops from "./ops.js";
 /**
  * Neural-network building blocks composed from the primitives in `ops.ts`, so autodiff needs no rules of
  * its own for them. Where onnxruntime has a fusion for a pattern (LayerNorm, RMSNorm, Gelu), the
- * composite is written in that pattern's exact node order so the optimizer can fuse it.
+ * composite is written in that pattern's exact node order so the optimizer can fuse it. That fusion only
+ * happens in forward-only graphs (a backward pass reads the intermediates), so float32 LayerNorm and GELU
+ * use the single ONNX ops instead, with their own VJP rules.
  */
 
 function fail(what: string, g: Graph, message: string): never {
@@ -116,8 +118,13 @@ export function loraLinear(x: Tensor, weight: Tensor, bias: Tensor | undefined, 
 
 export const silu = (x: Tensor): Tensor => ops.mul(x, ops.sigmoid(x));
 
-/** GELU, exact (erf) or with PyTorch's tanh approximation (`approximate: "tanh"`, FLUX's choice). */
+/**
+ * GELU, exact (erf) or with PyTorch's tanh approximation (`approximate: "tanh"`, FLUX's choice). float32
+ * uses the ONNX Gelu op (one kernel, and a backward that needs only x); other dtypes, which onnxruntime's
+ * Gelu kernel lacks, use the composite.
+ */
 export function gelu(x: Tensor, approximate: "none" | "tanh" = "none"): Tensor {
+  if (x.dtype === "float32") return ops.gelu(x, approximate);
   if (approximate === "tanh") {
     const cube = ops.mul(ops.mul(x, x), x);
     const inner = ops.mul(ops.add(x, ops.mul(cube, 0.044715)), Math.sqrt(2 / Math.PI));
@@ -139,8 +146,24 @@ function affine(y: Tensor, o: NormOptions): Tensor {
   return out;
 }
 
-/** LayerNorm over the last axis (biased variance, like PyTorch); affine when weight/bias are given. eps 1e-5. */
+/**
+ * LayerNorm over the last axis (biased variance, like PyTorch); affine when weight/bias are given. eps 1e-5.
+ * float32 uses the ONNX LayerNormalization op: one kernel, and it hands the mean and 1/σ to the backward
+ * pass (the composite's backward is three times as many elementwise passes). Other dtypes use the
+ * composite, which onnxruntime fuses in forward-only graphs.
+ */
 export function layerNorm(x: Tensor, options: NormOptions = {}): Tensor {
+  if (x.dtype !== "float32" || x.rank === 0) return layerNormComposite(x, options);
+  const d = x.shape[x.rank - 1]!;
+  const scale = options.weight
+    ? as(options.weight, x.dtype)
+    : x.graph.constant(new Float32Array(d).fill(1), [d], x.dtype);
+  const bias = options.bias && as(options.bias, x.dtype);
+  return ops.layerNormalization(x, scale, bias, { axis: -1, epsilon: options.eps ?? 1e-5 }).y;
+}
+
+/** The primitive-op LayerNorm, in the node order of onnxruntime's LayerNorm fusion. */
+function layerNormComposite(x: Tensor, options: NormOptions): Tensor {
   const mean = ops.reduceMean(x, [-1], true);
   const d = ops.sub(x, mean);
   const variance = ops.reduceMean(ops.pow(d, 2), [-1], true);
@@ -171,7 +194,8 @@ export function groupNorm(x: Tensor, groups: number, options: NormOptions = {}):
     fail("groupNorm", g, `${groups} groups do not divide the channels of ${fmt(x.shape)}`);
   }
   const grouped = ops.reshape(x, [n, groups, -1]);
-  const y = ops.reshape(layerNorm(grouped, { eps: options.eps ?? 1e-5 }), x.shape);
+  // The composite: a LayerNormalization scale would be a ones literal the size of a whole group.
+  const y = ops.reshape(layerNormComposite(grouped, { eps: options.eps ?? 1e-5 }), x.shape);
   const perChannel = (t: Tensor | undefined) => t && ops.reshape(t, [c, ...x.shape.slice(2).map(() => 1)]);
   return affine(y, { weight: perChannel(options.weight), bias: perChannel(options.bias) });
 }

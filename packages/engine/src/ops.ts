@@ -94,6 +94,14 @@ export const relu = (x: Tensor) => unary("Relu", x);
 /** Identity in the forward pass; autodiff treats it as a constant (no gradient flows through). */
 export const stopGradient = (x: Tensor) => unary("Identity", x, { _stop_gradient: 1 });
 
+/**
+ * ONNX Gelu (opset 20): x·Φ(x), exact (erf) or with the tanh approximation. One kernel instead of the
+ * nine elementwise passes of the composite; onnxruntime's CPU provider has it for float32 only.
+ */
+export function gelu(x: Tensor, approximate: "none" | "tanh" = "none"): Tensor {
+  return unary("Gelu", x, { approximate });
+}
+
 /** Selects `a` where `cond` is true, else `b`; all three broadcast. */
 export function where(cond: Tensor, a: Operand, b: Operand): Tensor {
   const [x, y] = lift("Where", a, b);
@@ -281,6 +289,56 @@ export function softmax(x: Tensor, axis = -1): Tensor {
   if (!isFloat(x.dtype)) fail("Softmax", g, `needs a floating-point input, got ${x.dtype}`);
   const a = normAxis("Softmax", g, axis, x.rank);
   return g.addNode("Softmax", [x], { axis: a }, [{ shape: x.shape, dtype: x.dtype }])[0]!;
+}
+
+/** The three outputs of `layerNormalization`. */
+export interface LayerNormalizationOutputs {
+  /** (x − mean)·invStdDev·scale + bias. */
+  y: Tensor;
+  /** Mean over the normalized axes, shaped like x with those axes set to 1. */
+  mean: Tensor;
+  /** 1/√(variance + epsilon) (biased variance), shaped like `mean`. */
+  invStdDev: Tensor;
+}
+
+/**
+ * ONNX LayerNormalization (opset 17) over the axes from `axis` to the last. `scale` and `bias` have exactly
+ * the normalized shape. The node also outputs the mean and 1/σ, so the backward pass reads them instead of
+ * recomputing the statistics. float32 and float64 only (onnxruntime's CPU provider runs float32).
+ */
+export function layerNormalization(
+  x: Tensor,
+  scale: Tensor,
+  bias?: Tensor,
+  options: { axis?: number; epsilon?: number } = {},
+): LayerNormalizationOutputs {
+  const g = x.graph;
+  if (x.dtype !== "float32" && x.dtype !== "float64") {
+    fail("LayerNormalization", g, `needs a float32 or float64 input, got ${x.dtype}`);
+  }
+  const axis = normAxis("LayerNormalization", g, options.axis ?? -1, x.rank);
+  const normalized = x.shape.slice(axis);
+  for (const t of bias ? [scale, bias] : [scale]) {
+    if (t.dtype !== x.dtype || t.rank !== normalized.length || t.shape.some((d, i) => d !== normalized[i])) {
+      fail(
+        "LayerNormalization",
+        g,
+        `scale and bias must be ${x.dtype} ${fmt(normalized)} (the normalized axes of ${fmt(x.shape)}), got ${t.dtype} ${fmt(t.shape)}`,
+      );
+    }
+  }
+  const stats = x.shape.map((d, i) => (i < axis ? d : 1));
+  const [y, mean, invStdDev] = g.addNode(
+    "LayerNormalization",
+    bias ? [x, scale, bias] : [x, scale],
+    { axis, epsilon: options.epsilon ?? 1e-5 },
+    [
+      { shape: x.shape, dtype: x.dtype },
+      { shape: stats, dtype: x.dtype },
+      { shape: stats, dtype: x.dtype },
+    ],
+  ) as [Tensor, Tensor, Tensor];
+  return { y, mean, invStdDev };
 }
 
 /** Spatial padding as one number, [height, width] (both sides), or [top, left, bottom, right] (ONNX order). */

@@ -204,6 +204,19 @@ describe("session cache and pool", () => {
     await expect(local.compile(b.g, { outputs: { y: b.y } })).rejects.toThrow(/closed/);
   });
 
+  test("thread pools do not spin by default; spinning: true is a different session that also runs", async () => {
+    const local = new Runtime();
+    const g = new Graph("spin");
+    const x = g.input("x", "float32", [2]);
+    const y = ops.sqrt(x);
+    const quiet = await local.compile(g, { outputs: { y } });
+    const spinning = await local.compile(g, { outputs: { y }, spinning: true });
+    expect(spinning.key).not.toBe(quiet.key);
+    expect(await local.compile(g, { outputs: { y }, spinning: false }).then((s) => s.key)).toBe(quiet.key);
+    for (const s of [quiet, spinning]) expectClose((await s.run({ x: Float32Array.of(4, 9) })).y!, [2, 3], 0);
+    await local.close();
+  });
+
   test("concurrent runs on sessions spread over two workers", async () => {
     const sessions = await Promise.all(
       [1, 2, 3, 4].map((k) => {

@@ -51,6 +51,13 @@ export interface SessionOptions {
    * (the cast then runs on every call instead).
    */
   constantFolding?: boolean;
+  /**
+   * Whether onnxruntime's worker threads spin-wait for the next task after a run (its default). Off by
+   * default here: the engine runs several sessions (each with its own thread pool) and JavaScript work on
+   * a few cores, and a pool that spins after its run burns the cores the next session or the event loop
+   * needs. Measured on the 2-core machine: the next session's run took twice as long.
+   */
+  spinning?: boolean;
   /** Threshold for the two defaults above (default 256 MiB). */
   bigWeightBytes?: number;
   optimizationLevel?: "disabled" | "basic" | "extended" | "all";
@@ -261,6 +268,10 @@ function sessionOptions(model: LoweredModel, o: SessionOptions): Record<string, 
   const session: Record<string, string> = {};
   if (model.externalFolder) session.model_external_initializers_file_folder_path = model.externalFolder;
   if (!prepacking) session.disable_prepacking = "1";
+  if (!o.spinning) {
+    session["intra_op.allow_spinning"] = "0";
+    session["inter_op.allow_spinning"] = "0";
+  }
   const extra: Record<string, Record<string, string>> = { session };
   if (!folding) extra.optimization = { disable_specified_optimizers: "ConstantFolding" };
   const options: Record<string, unknown> = {

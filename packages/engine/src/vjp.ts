@@ -9,6 +9,7 @@ import {
   cos,
   div,
   equal,
+  erf,
   exp,
   expand,
   greater,
@@ -19,8 +20,10 @@ import {
   neg,
   pow,
   reciprocal,
+  reduceMean,
   reduceSum,
   reshape,
+  sigmoid,
   sin,
   slice,
   sqrt,
@@ -115,6 +118,14 @@ export function constInts(node: Node, index: number): number[] | undefined {
   return Array.from(t.source.data as ArrayLike<number | bigint>, Number);
 }
 
+/** Whether `t` is a literal of all ones (nn.layerNorm's scale without a weight): multiplying by it is a no-op. */
+function isOnes(t: Tensor): boolean {
+  return (
+    t.source.kind === "constant" &&
+    Array.from(t.source.data as ArrayLike<number | bigint>).every((v) => Number(v) === 1)
+  );
+}
+
 const normAxis = (a: number, rank: number) => (a < 0 ? a + rank : a);
 
 /**
@@ -137,6 +148,17 @@ const swapLast = (t: Tensor, primal?: (t: Tensor) => Tensor) => {
   perm[t.rank - 1] = t.rank - 2;
   return permute(t, perm, primal);
 };
+
+/** Whether `t` is a Transpose that swaps exactly its last two axes. */
+function swapsLastTwo(t: Tensor): boolean {
+  const p = t.producer;
+  if (p?.op !== "Transpose" || p.attrs._stop_gradient || t.rank < 2) return false;
+  const perm = (p.attrs.perm as readonly number[] | undefined) ?? t.shape.map((_, i) => t.rank - 1 - i);
+  return perm.every((q, i) => (i < t.rank - 2 ? q === i : q === 2 * t.rank - 3 - i));
+}
+
+const sameShape = (a: readonly number[], b: readonly number[]) =>
+  a.length === b.length && a.every((d, i) => d === b[i]);
 
 /** A 0/1 float mask, plus 0.5 where the two operands tie, so ties split the gradient evenly. */
 function winMask(win: Tensor, a: Tensor, b: Tensor, dtype: DType): Tensor {
@@ -237,6 +259,25 @@ unary("Abs", (g, x) => mul(g, sub(cast(greater(x(), 0), g.dtype), cast(less(x(),
 unary("Relu", (g, x) => where(greater(x(), 0), g, 0));
 unary("Sin", (g, x) => mul(g, cos(x())));
 unary("Cos", (g, x) => neg(mul(g, sin(x()))));
+registerVjp("Gelu", ({ node, grads, primal }) => {
+  const x = primal(node.inputs[0]!);
+  const g = grads[0]!;
+  const x2 = mul(x, x);
+  if (node.attrs.approximate === "tanh") {
+    // 0.5·(1 + tanh(u)) = sigmoid(2u), so y = x·s with s = sigmoid(x·(c1 + c2·x²)) and
+    // dy/dx = s + x·s·(1 − s)·(c1 + 3·c2·x²) = s·(1 + (1 − s)·x·(c1 + 3·c2·x²)): 13 passes instead of the
+    // composite's 15 backward passes on top of its 9 forward ones.
+    const c1 = 2 * Math.sqrt(2 / Math.PI);
+    const c2 = c1 * 0.044715;
+    const s = sigmoid(mul(x, add(mul(x2, c2), c1)));
+    const slope = mul(x, add(mul(x2, 3 * c2), c1));
+    return [mul(g, mul(s, add(mul(sub(1, s), slope), 1)))];
+  }
+  // Φ(x) + x·φ(x).
+  const cdf = mul(add(erf(mul(x, Math.SQRT1_2)), 1), 0.5);
+  const pdf = mul(exp(mul(x2, -0.5)), 1 / Math.sqrt(2 * Math.PI));
+  return [mul(g, add(cdf, mul(x, pdf)))];
+});
 registerVjp("Identity", ({ node, grads }) => [node.attrs._stop_gradient ? undefined : grads[0]]);
 
 registerVjp("Where", ({ node, grads, primal, needs }) => {
@@ -276,6 +317,10 @@ registerVjp("MatMul", ({ node, grads, primal, needs }) => {
         b.producer?.op === "Transpose"
           ? transpose(matmul(transpose(g2, [1, 0]), a2), [1, 0])
           : matmul(transpose(a2, [1, 0]), g2);
+    } else if (swapsLastTwo(b) && sameShape(g.shape.slice(0, -2), b.shape.slice(0, -2))) {
+      // b = kᵀ (attention scores q kᵀ): compute dk = gᵀ a and hand back its transpose, which the Transpose
+      // rule's permute cancels, instead of transposing a for the product and the product back for dk.
+      gb = swapLast(matmul(swapLast(g), primal(a)));
     } else {
       gb = unbroadcast(matmul(swapLast(primal(a), primal), g), b.shape);
     }
@@ -413,6 +458,43 @@ registerVjp("Softmax", ({ node, grads, primal }) => {
   const g = grads[0]!;
   const axis = normAxis((node.attrs.axis as number | undefined) ?? -1, y.rank);
   return [mul(y, sub(g, reduceSum(mul(g, y), [axis], true)))];
+});
+
+registerVjp("LayerNormalization", ({ node, grads, primal, needs }) => {
+  const [x, scale, bias] = node.inputs as [Tensor, Tensor, Tensor | undefined];
+  const [gy, gMean, gInv] = grads;
+  const axis = node.attrs.axis as number;
+  const axes = x.shape.map((_, i) => i).filter((i) => i >= axis);
+  const n = x.shape.slice(axis).reduce((p, d) => p * d, 1);
+  const mean = primal(node.outputs[1]!);
+  const inv = primal(node.outputs[2]!);
+  // The normalized input x̂ = (x − μ)/σ, from the statistics the forward node already produced.
+  let xhat: Tensor | undefined;
+  const normalized = () => {
+    xhat ??= mul(sub(primal(x), mean), inv);
+    return xhat;
+  };
+  let gx: Tensor | undefined;
+  const accumulate = (t: Tensor) => {
+    gx = gx ? add(gx, t) : t;
+  };
+  if (needs(0)) {
+    if (gy) {
+      // dx = (ĝ − mean(ĝ) − x̂·mean(ĝ·x̂))/σ with ĝ = g·scale: the statistics' own gradients folded in.
+      const gh = isOnes(scale) ? gy : mul(gy, primal(scale));
+      const m1 = reduceMean(gh, axes, true);
+      const m2 = reduceMean(mul(gh, normalized()), axes, true);
+      accumulate(mul(sub(sub(gh, m1), mul(normalized(), m2)), inv));
+    }
+    // dμ/dx = 1/n and d(1/σ)/dx = −x̂/(n·σ²), for graphs that use the statistics themselves.
+    if (gMean) accumulate(expand(div(gMean, n), [...x.shape]));
+    if (gInv) accumulate(mul(normalized(), div(mul(mul(gInv, inv), inv), -n)));
+  }
+  return [
+    gx,
+    needs(1) && gy ? unbroadcast(mul(gy, normalized()), scale.shape) : undefined,
+    needs(2) && gy && bias ? unbroadcast(gy, bias.shape) : undefined,
+  ];
 });
 
 // ---------------------------------------------------------------------------------------------------------
