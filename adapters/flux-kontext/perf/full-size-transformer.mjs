@@ -2,7 +2,8 @@
 // keys in flux-kontext-dev-transformer.keys.txt) from a 23.8 GB safetensors file of zeros made as a sparse file:
 // time to open the weights, build the velocity graph (512² edit: 1024 target + 1024 context + 512 text tokens,
 // with and without Edit-R1's r=32 LoRA), and open the onnxruntime session; peak RSS of the process, workers
-// included. No forward pass is run. Targets: build + open < 30 s, peak RSS < 4 GiB. Runs against dist/.
+// included; then the same for the fused NFT training graph (θ, old, reference passes and the LoRA gradients,
+// 128 T5 tokens). No forward pass is run. Targets: build + open < 30 s, peak RSS < 4 GiB. Runs against dist/.
 import {
   closeSync,
   ftruncateSync,
@@ -29,7 +30,8 @@ const load = async (pkg) => {
 const { Graph, Runtime, ops } = await load("packages/engine");
 const { buildFluxTransformer, openSafetensorsWeights, parseFluxTransformerConfig } =
   await load("packages/models");
-const { imageTokenIds } = await load("adapters/flux-kontext");
+const { imageTokenIds, buildKontextVelocity } = await load("adapters/flux-kontext");
+const { GraphNftPolicyCore } = await load("packages/core");
 
 const now = () => Number(process.hrtime.bigint()) / 1e6;
 const rss = () => {
@@ -116,6 +118,75 @@ try {
       loraFactors: lora.length,
     };
     console.log(variant, result[variant]);
+  }
+  // The fused DiffusionNFT step of the trainable policy (FluxKontextPolicy's graph): v_θ (r=32 LoRA inputs),
+  // v_old (a second set of LoRA inputs), v_ref (no LoRA) sharing one set of frozen initializers, the NFT loss,
+  // and d loss/d θ for every factor. Edit-R1's rollout shapes: 1024 target + 1024 context + 128 T5 tokens.
+  {
+    const T = 1024;
+    const L = 128;
+    const transformer = { config: cfg, weights };
+    const probe = new Graph("probe");
+    const inp = (n, s) => probe.input(n, "float32", s);
+    const { lora } = buildKontextVelocity(
+      probe,
+      transformer,
+      {
+        latents: inp("x", [1, 1, 64]),
+        context: inp("c", [1, 1, 64]),
+        text: inp("t5", [1, 1, 4096]),
+        pooled: inp("p", [1, 768]),
+        timestep: inp("t", [1]),
+        guidance: inp("g", [1]),
+      },
+      { targetGrid: [2, 2], contextGrid: [2, 2], lora: { rank: 32, alpha: 64 } },
+    );
+    const parameters = Object.fromEntries(lora.map((p) => [p.key, p.input.shape]));
+    const core = new GraphNftPolicyCore(
+      {
+        latentShape: [T, 64],
+        conditions: {
+          context: { dtype: "float32", shape: [T, 64] },
+          text: { dtype: "float32", shape: [L, 4096] },
+          pooled: { dtype: "float32", shape: [768] },
+        },
+        parameters,
+        buildVelocity: (g, xt, t, cond, params) =>
+          buildKontextVelocity(
+            g,
+            transformer,
+            {
+              latents: xt,
+              context: cond.context,
+              text: cond.text,
+              pooled: cond.pooled,
+              timestep: t,
+              guidance: g.constant(new Float32Array([2.5]), [1]),
+            },
+            {
+              targetGrid: [64, 64],
+              contextGrid: [64, 64],
+              lora: params ? { rank: 32, alpha: 64, tensors: params } : undefined,
+            },
+          ).velocity,
+      },
+      { runtime },
+    );
+    t = now();
+    const { graph, outputs } = core.trainingGraph(1);
+    const buildMs = now() - t;
+    t = now();
+    const session = await runtime.compile(graph, { outputs });
+    const openSessionMs = now() - t;
+    await session.dispose();
+    result["nft-step-r32"] = {
+      buildGraphMs: Math.round(buildMs),
+      openSessionMs: Math.round(openSessionMs),
+      totalMs: Math.round(buildMs + openSessionMs),
+      loraFactors: lora.length,
+      textTokens: L,
+    };
+    console.log("nft-step-r32", result["nft-step-r32"]);
   }
   result.peakRssBytes = rss();
   result.peakRssGiB = +(result.peakRssBytes / 2 ** 30).toFixed(2);

@@ -9,13 +9,13 @@ import {
   Rng,
   type Sampler,
   samplerByName,
+  type VelocityFn,
 } from "@edit-r1/core";
 import { compile, type Device, Graph, ops, type Session, type Tensor } from "@edit-r1/engine";
 import {
   buildAutoencoderKLDecoder,
   buildAutoencoderKLEncoder,
   buildClipTextModel,
-  buildFluxTransformer,
   buildT5Encoder,
   type ComputeDType,
   clipPoolingPositions,
@@ -30,7 +30,8 @@ import {
   openFluxKontextModel,
 } from "./flux-kontext-model.js";
 import { kontextInputSize, type Resolution } from "./kontext-resolution.js";
-import { imageTokenIds, packLatents, unpackLatents } from "./latent-packing.js";
+import { buildKontextVelocity } from "./kontext-velocity.js";
+import { packLatents, unpackLatents } from "./latent-packing.js";
 import { type FluxLora, loadFluxLora } from "./lora-file.js";
 
 /** Generation settings; every one is recorded in the editor's `protocol`. */
@@ -92,6 +93,17 @@ export interface LoadFluxKontextOptions extends OpenFluxKontextOptions, Partial<
   truncateInstructions?: boolean;
   /** onnxruntime intra-op threads per session. */
   threads?: number;
+}
+
+/** An edit ready to sample: see `FluxKontextEditor.prepareEdit`. */
+export interface PreparedKontextEdit {
+  /** The request's initial noise, packed target tokens [N_target, 4·latent_channels]. */
+  noise: Float32Array;
+  /** The sampler's sigmas, from 1 to the terminal 0. */
+  sigmas: number[];
+  velocity: VelocityFn;
+  /** The output image size. */
+  size: { width: number; height: number };
 }
 
 const LATENT_SCALE_OF = (vaeBlocks: number) => 2 ** (vaeBlocks - 1);
@@ -168,6 +180,16 @@ export class FluxKontextEditor implements Editor {
   }
 
   private async editOne(request: EditRequest): Promise<RgbImage> {
+    const prepared = await this.prepareEdit(request);
+    const { x0 } = await this.sampler.sample(prepared.noise, prepared.sigmas, prepared.velocity);
+    return this.decodeLatents(x0, prepared.size);
+  }
+
+  /**
+   * Everything an edit samples from, before sampling: the request's noise (packed target tokens), the sigma
+   * schedule, and the velocity of this editor's transformer (with its LoRA, if any) conditioned on the request.
+   */
+  async prepareEdit(request: EditRequest): Promise<PreparedKontextEdit> {
     if (this.closed) throw new FluxKontextError("edit: this editor was closed; load the model again");
     const s = this.settings;
     const multiple = this.vaeFactor * 2;
@@ -176,9 +198,8 @@ export class FluxKontextEditor implements Editor {
       multipleOf: multiple,
     });
     const output = s.outputSize === "input" ? input : s.outputSize;
-    const text = await this.encodeText(request.instruction);
-    const image = await resizeRgb(request.source, input.width, input.height);
-    const context = await this.encodeImage(image);
+    const text = await this.encodeInstruction(request.instruction);
+    const context = await this.encodeSource(request.source, input);
     const channels = this.model.vae.config.latentChannels;
     const h = output.height / this.vaeFactor;
     const w = output.width / this.vaeFactor;
@@ -203,14 +224,17 @@ export class FluxKontextEditor implements Editor {
       guidance: Float32Array.of(s.guidance),
       ...this.loraFeeds,
     };
-    const { x0 } = await this.sampler.sample(noise, sigmas, async (x, sigma) => {
+    const velocity: VelocityFn = async (x, sigma) => {
       const out = await session.run({ latents: x, timestep: Float32Array.of(sigma), ...fixed });
       return out.velocity as Float32Array;
-    });
-    return this.decode(unpackLatents(x0, channels, h, w), h, w);
+    };
+    return { noise, sigmas, velocity, size: { width: output.width, height: output.height } };
   }
 
-  private async encodeText(instruction: string) {
+  /** T5 sequence embeddings ([maxSequenceLength, joint_attention_dim]) and CLIP's pooled embedding of one instruction. */
+  async encodeInstruction(
+    instruction: string,
+  ): Promise<{ hidden: Float32Array; pooled: Float32Array; length: number }> {
     const { clip, t5 } = this.model;
     const clipIds = clip.tokenizer.encode(instruction, {
       maxLength: clip.config.maxPositionEmbeddings,
@@ -232,6 +256,24 @@ export class FluxKontextEditor implements Editor {
       hidden: out.hidden as Float32Array,
       length: this.settings.maxSequenceLength,
     };
+  }
+
+  /**
+   * Kontext's context tokens of a source image resized to `size` (lanczos3): the VAE's mean latent,
+   * (z − shift)·scale, 2×2-packed to [tokens, 4·latent_channels]; `grid` is the latent [h, w].
+   */
+  async encodeSource(
+    source: RgbImage,
+    size: { width: number; height: number },
+  ): Promise<{ packed: Float32Array; tokens: number; grid: [number, number] }> {
+    return this.encodeImage(await resizeRgb(source, size.width, size.height));
+  }
+
+  /** Packed target tokens of one sample (an image of `size`) → the decoded RGB image. */
+  decodeLatents(packed: Float32Array, size: { width: number; height: number }): Promise<RgbImage> {
+    const h = size.height / this.vaeFactor;
+    const w = size.width / this.vaeFactor;
+    return this.decode(unpackLatents(packed, this.model.vae.config.latentChannels, h, w), h, w);
   }
 
   private textGraphs(batch: number) {
@@ -306,45 +348,35 @@ export class FluxKontextEditor implements Editor {
     targetGrid: [number, number] = [2, 2 * targetTokens],
     contextGrid: [number, number] = [2, 2 * contextTokens],
   ) {
-    const { config, weights } = this.model.transformer;
+    const { config } = this.model.transformer;
     const g = new Graph("flux_kontext_velocity");
-    const latents = g.input("latents", "float32", [1, targetTokens, config.inChannels]);
-    const context = g.input("context_latents", "float32", [1, contextTokens, config.inChannels]);
-    const ids = new Float32Array([...imageTokenIds(...targetGrid, 0), ...imageTokenIds(...contextGrid, 1)]);
     const lora = this.options.lora;
-    const { sample, lora: factors } = buildFluxTransformer(
+    const { velocity, lora: factors } = buildKontextVelocity(
       g,
-      config,
-      weights,
+      this.model.transformer,
       {
-        hiddenStates: ops.concat([latents, context], 1),
-        encoderHiddenStates: g.input("encoder_hidden_states", "float32", [
-          1,
-          textTokens,
-          config.jointAttentionDim,
-        ]),
-        pooledProjections: g.input("pooled_projections", "float32", [1, config.pooledProjectionDim]),
+        latents: g.input("latents", "float32", [1, targetTokens, config.inChannels]),
+        context: g.input("context_latents", "float32", [1, contextTokens, config.inChannels]),
+        text: g.input("encoder_hidden_states", "float32", [1, textTokens, config.jointAttentionDim]),
+        pooled: g.input("pooled_projections", "float32", [1, config.pooledProjectionDim]),
         timestep: g.input("timestep", "float32", [1]),
         guidance: config.guidanceEmbeds ? g.input("guidance", "float32", [1]) : undefined,
-        imgIds: g.constant(ids, [targetTokens + contextTokens, 3]),
-        txtIds: g.constant(new Float32Array(textTokens * 3), [textTokens, 3]),
       },
       {
-        ...(this.options.dtype ? { dtype: this.options.dtype } : {}),
-        ...(lora
+        targetGrid,
+        contextGrid,
+        dtype: this.options.dtype,
+        lora: lora
           ? {
-              lora: {
-                rank: lora.rank,
-                alpha: lora.alpha * (this.options.loraScale ?? 1),
-                targets: lora.modules,
-                inputPrefix: "lora.",
-              },
+              rank: lora.rank,
+              alpha: lora.alpha * (this.options.loraScale ?? 1),
+              targets: lora.modules,
+              inputPrefix: "lora.",
             }
-          : {}),
+          : undefined,
       },
     );
     if (lora) checkLoraCoverage(lora, new Set(factors.map((p) => p.key)));
-    const velocity: Tensor = ops.cast(ops.slice(sample, [0], [targetTokens], [1]), "float32");
     return { g, outputs: { velocity } };
   }
 

@@ -8,6 +8,7 @@ export {
   KONTEXT_ROLLOUT_SETTINGS,
   type LoadFluxKontextOptions,
   loadFluxKontext,
+  type PreparedKontextEdit,
 } from "./flux-kontext-editor.js";
 export { FluxKontextError } from "./flux-kontext-error.js";
 export {
@@ -15,6 +16,17 @@ export {
   type OpenFluxKontextOptions,
   openFluxKontextModel,
 } from "./flux-kontext-model.js";
+export {
+  type FluxKontextLoraSettings,
+  FluxKontextPolicy,
+  type LoadFluxKontextPolicyOptions,
+  loadFluxKontextPolicy,
+} from "./flux-kontext-policy.js";
 export { kontextInputSize, PREFERRED_KONTEXT_RESOLUTIONS, type Resolution } from "./kontext-resolution.js";
+export {
+  buildKontextVelocity,
+  type KontextVelocityInputs,
+  type KontextVelocityOptions,
+} from "./kontext-velocity.js";
 export { imageTokenIds, packLatents, unpackLatents } from "./latent-packing.js";
 export { type FluxLora, loadFluxLora, type SaveFluxLoraOptions, saveFluxLora } from "./lora-file.js";
