@@ -6,6 +6,10 @@ import { UsageError } from "./args.js";
  * missing optional package fails with a clear message instead of slowing down every command.
  */
 const ADAPTERS: Record<string, { pkg: string; load: () => Promise<Adapter> }> = {
+  tiny: {
+    pkg: "@edit-r1/adapter-tiny",
+    load: async () => (await import("@edit-r1/adapter-tiny")).tinyAdapter,
+  },
   "flux-kontext": {
     pkg: "@edit-r1/adapter-flux-kontext",
     load: async () => (await import("@edit-r1/adapter-flux-kontext")).adapter,

@@ -87,3 +87,8 @@ export {
   unknownWords,
   VOCABULARY,
 } from "./vocabulary.js";
+export {
+  type WriteEditR1JsonlOptions,
+  type WrittenEditR1Jsonl,
+  writeEditR1Jsonl,
+} from "./write-edit-r1-jsonl.js";

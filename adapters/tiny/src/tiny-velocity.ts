@@ -1,0 +1,102 @@
+import { type Graph, ops, type Tensor } from "@edit-r1/engine";
+import {
+  buildFluxTransformer,
+  type FluxTransformerConfig,
+  type FluxTransformerOptions,
+  type GraphWeights,
+  graphWeights,
+  type LoraParameter,
+  type WeightSource,
+} from "@edit-r1/models";
+import { TinyAdapterError } from "./errors.js";
+import { TINY_GRID, TINY_IMAGE_TOKENS } from "./tiny-config.js";
+
+/** Symbolic inputs of one tiny velocity evaluation. */
+export interface TinyVelocityInputs {
+  /** Noisy target tokens x_t [B, 256, 12]. */
+  xt: Tensor;
+  /** σ per sample [B]. */
+  t: Tensor;
+  /** The source image's packed tokens [B, 256, 12] (Kontext context). */
+  context: Tensor;
+  /** One-hot word ids [B, T, V] (row 0 of the vocabulary is the pad token). */
+  text: Tensor;
+}
+
+export const TEXT_EMBEDDING_KEY = "text_embedding.weight";
+export const TEXT_POSITION_KEY = "text_position.weight";
+
+/**
+ * Position ids of the joint image sequence [2·256, 3]: target tokens (0, r, c) then context tokens (1, r, c),
+ * FLUX-Kontext's convention (models.md §2.3): the context shares the target's grid, only the first axis differs.
+ */
+export function tinyImageIds(): Float32Array {
+  const ids = new Float32Array(2 * TINY_IMAGE_TOKENS * 3);
+  for (let index = 0; index < 2; index++) {
+    for (let r = 0; r < TINY_GRID; r++) {
+      for (let c = 0; c < TINY_GRID; c++) {
+        const at = (index * TINY_IMAGE_TOKENS + r * TINY_GRID + c) * 3;
+        ids[at] = index;
+        ids[at + 1] = r;
+        ids[at + 2] = c;
+      }
+    }
+  }
+  return ids;
+}
+
+/**
+ * The tiny editor's velocity v(x_t, σ | source, instruction) [B, 256, 12] as a graph: the FLUX transformer with
+ * the source tokens appended after the noisy ones (Kontext), output cut back to the noisy tokens.
+ *
+ * The "text encoder" is a word embedding plus a learned position embedding (FLUX gives text tokens no rotary
+ * position, and word order matters: "replace the red circle with a square"), and the pooled vector is the
+ * mean embedding of the non-pad words, standing in for CLIP's pooled output.
+ */
+export function buildTinyVelocity(
+  g: Graph,
+  config: FluxTransformerConfig,
+  weights: WeightSource | GraphWeights,
+  inputs: TinyVelocityInputs,
+  options: FluxTransformerOptions = {},
+): { velocity: Tensor; lora: LoraParameter[] } {
+  if (config.pooledProjectionDim !== config.jointAttentionDim) {
+    throw new TinyAdapterError(
+      `tiny model config: pooled_projection_dim (${config.pooledProjectionDim}) must equal joint_attention_dim ` +
+        `(${config.jointAttentionDim}), since the pooled vector is the mean word embedding; fix config.json.`,
+    );
+  }
+  const bound = graphWeights(g, weights, options.dtype === undefined ? {} : { dtype: options.dtype });
+  const [batch, textTokens, vocab] = inputs.text.shape as [number, number, number];
+  const width = config.jointAttentionDim;
+  const { encoderHiddenStates, pooled } = g.scope("text_encoder", () => {
+    const table = bound.get(TEXT_EMBEDDING_KEY, [vocab, width]);
+    const positions = bound.get(TEXT_POSITION_KEY, [textTokens, width]);
+    const words = ops.matmul(inputs.text, table);
+    // 1 for a word, 0 for padding: the pad id's one-hot column.
+    const mask = ops.sub(1, ops.slice(inputs.text, [0], [1], [2]));
+    const count = ops.maximum(ops.reduceSum(mask, [1], true), 1);
+    const mean = ops.div(ops.reduceSum(ops.mul(words, mask), [1], true), count);
+    return {
+      encoderHiddenStates: ops.add(words, positions),
+      pooled: ops.reshape(mean, [batch, width]),
+    };
+  });
+  const { sample, lora } = buildFluxTransformer(
+    g,
+    config,
+    bound,
+    {
+      hiddenStates: ops.concat([inputs.xt, inputs.context], 1),
+      encoderHiddenStates,
+      pooledProjections: pooled,
+      timestep: inputs.t,
+      imgIds: g.constant(tinyImageIds(), [2 * TINY_IMAGE_TOKENS, 3]),
+      txtIds: g.constant(new Float32Array(textTokens * 3), [textTokens, 3]),
+    },
+    options,
+  );
+  // Kontext keeps only the noisy tokens' prediction; the context tokens' outputs are discarded.
+  const velocity = ops.slice(sample, [0], [TINY_IMAGE_TOKENS], [1]);
+  return { velocity, lora };
+}
