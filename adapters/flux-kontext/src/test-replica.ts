@@ -3,6 +3,7 @@ import { mkdir, writeFile } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { openSafetensors, writeSafetensors } from "@edit-r1/engine";
+import { fluxDiffusersToBfl } from "@edit-r1/models";
 
 /**
  * A tiny random-weight FLUX.1-Kontext pipeline in the diffusers folder layout, for tests: the transformer and
@@ -314,86 +315,5 @@ async function writeTokenizers(dir: string): Promise<void> {
 
 /** Writes the replica's transformer as a BFL single file `flux1-kontext-dev.safetensors` at `path`. */
 export async function writeBflTransformer(path: string, replica: TinyReplica): Promise<void> {
-  const c = replica.transformerConfig as { num_layers: number; num_single_layers: number };
-  await writeTensors(path, toBfl(replica.transformer, c.num_layers, c.num_single_layers));
-}
-
-/**
- * Diffusers FLUX weights in the BFL single-file layout (the key table of diffusers' single-file converter read
- * backwards): fused qkv / linear1 rows concatenated, final_layer.adaLN_modulation.1 as (shift, scale).
- */
-function toBfl(d: Tensors, numLayers: number, numSingle: number): Tensors {
-  const out: Tensors = new Map();
-  const take = (key: string) => {
-    const t = d.get(key);
-    if (!t) throw new Error(`fixture lacks ${key}`);
-    return t;
-  };
-  const cat = (keys: string[]) => {
-    const parts = keys.map(take);
-    return {
-      shape: [parts.reduce((n, p) => n + p.shape[0]!, 0), ...parts[0]!.shape.slice(1)],
-      data: Float32Array.from(parts.flatMap((p) => [...p.data])),
-    };
-  };
-  const both = (to: string, from: string) => {
-    for (const s of ["weight", "bias"]) out.set(`${to}.${s}`, take(`${from}.${s}`));
-  };
-  both("img_in", "x_embedder");
-  both("txt_in", "context_embedder");
-  both("time_in.in_layer", "time_text_embed.timestep_embedder.linear_1");
-  both("time_in.out_layer", "time_text_embed.timestep_embedder.linear_2");
-  both("vector_in.in_layer", "time_text_embed.text_embedder.linear_1");
-  both("vector_in.out_layer", "time_text_embed.text_embedder.linear_2");
-  if (d.has("time_text_embed.guidance_embedder.linear_1.weight")) {
-    both("guidance_in.in_layer", "time_text_embed.guidance_embedder.linear_1");
-    both("guidance_in.out_layer", "time_text_embed.guidance_embedder.linear_2");
-  }
-  both("final_layer.linear", "proj_out");
-  for (const s of ["weight", "bias"]) {
-    const t = take(`norm_out.linear.${s}`);
-    const half = t.data.length / 2;
-    out.set(`final_layer.adaLN_modulation.1.${s}`, {
-      shape: t.shape,
-      data: Float32Array.from([...t.data.subarray(half), ...t.data.subarray(0, half)]),
-    });
-  }
-  for (let i = 0; i < numLayers; i++) {
-    const b = `double_blocks.${i}`;
-    const f = `transformer_blocks.${i}`;
-    both(`${b}.img_mod.lin`, `${f}.norm1.linear`);
-    both(`${b}.txt_mod.lin`, `${f}.norm1_context.linear`);
-    both(`${b}.img_attn.proj`, `${f}.attn.to_out.0`);
-    both(`${b}.txt_attn.proj`, `${f}.attn.to_add_out`);
-    both(`${b}.img_mlp.0`, `${f}.ff.net.0.proj`);
-    both(`${b}.img_mlp.2`, `${f}.ff.net.2`);
-    both(`${b}.txt_mlp.0`, `${f}.ff_context.net.0.proj`);
-    both(`${b}.txt_mlp.2`, `${f}.ff_context.net.2`);
-    out.set(`${b}.img_attn.norm.query_norm.scale`, take(`${f}.attn.norm_q.weight`));
-    out.set(`${b}.img_attn.norm.key_norm.scale`, take(`${f}.attn.norm_k.weight`));
-    out.set(`${b}.txt_attn.norm.query_norm.scale`, take(`${f}.attn.norm_added_q.weight`));
-    out.set(`${b}.txt_attn.norm.key_norm.scale`, take(`${f}.attn.norm_added_k.weight`));
-    for (const s of ["weight", "bias"]) {
-      out.set(`${b}.img_attn.qkv.${s}`, cat(["to_q", "to_k", "to_v"].map((m) => `${f}.attn.${m}.${s}`)));
-      out.set(
-        `${b}.txt_attn.qkv.${s}`,
-        cat(["add_q_proj", "add_k_proj", "add_v_proj"].map((m) => `${f}.attn.${m}.${s}`)),
-      );
-    }
-  }
-  for (let i = 0; i < numSingle; i++) {
-    const b = `single_blocks.${i}`;
-    const f = `single_transformer_blocks.${i}`;
-    both(`${b}.modulation.lin`, `${f}.norm.linear`);
-    both(`${b}.linear2`, `${f}.proj_out`);
-    out.set(`${b}.norm.query_norm.scale`, take(`${f}.attn.norm_q.weight`));
-    out.set(`${b}.norm.key_norm.scale`, take(`${f}.attn.norm_k.weight`));
-    for (const s of ["weight", "bias"]) {
-      out.set(
-        `${b}.linear1.${s}`,
-        cat([`${f}.attn.to_q.${s}`, `${f}.attn.to_k.${s}`, `${f}.attn.to_v.${s}`, `${f}.proj_mlp.${s}`]),
-      );
-    }
-  }
-  return out;
+  await writeTensors(path, fluxDiffusersToBfl(replica.transformer));
 }

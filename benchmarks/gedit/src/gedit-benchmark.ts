@@ -10,28 +10,33 @@ import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { join, relative, resolve } from "node:path";
 import {
-  type BenchJudge,
-  type BenchJudgeOptions,
-  claimOutDir,
-  completionText,
-  connectBenchJudge,
-  ItemJournal,
-} from "@edit-r1/bench-imgedit";
-import {
   aggregateBenchmark,
   type Benchmark,
   type BenchmarkItemResult,
   type BenchmarkReport,
   type BenchmarkRunOptions,
+  benchmarkBatchSize,
   benchmarkMarkdown,
+  claimOutDir,
   decodeImage,
   type Editor,
   type EditRequest,
+  editThenJudge,
   encodePng,
+  exclusionsByKind,
+  ItemJournal,
+  saveEdits,
   writeBenchmarkOutputs,
 } from "@edit-r1/core";
 import { writeFileAtomic } from "@edit-r1/engine";
-import { type ChatContentPart, JudgeResponseError } from "@edit-r1/rewards";
+import {
+  askBenchJudge,
+  type BenchJudge,
+  type BenchJudgeAnswer,
+  type BenchJudgeOptions,
+  type ChatContentPart,
+  connectBenchJudge,
+} from "@edit-r1/rewards";
 import { type GEditPreprocess, judgeJpegDataUrl, preprocessForJudge } from "./gedit-preprocess.js";
 import { GEDIT_TASK_NAMES, GEDIT_TASK_TYPES, type GEditLanguage, type GEditTaskType } from "./gedit-tasks.js";
 import {
@@ -133,10 +138,7 @@ async function runGEdit(
   const editorSource = options.editorSource ?? "input_image_raw";
   const name = `gedit-${language}`;
   const outDir = resolve(run.outDir ?? join("bench-results", name));
-  const batchSize = run.batchSize ?? 1;
-  if (!Number.isInteger(batchSize) || batchSize < 1) {
-    throw new RangeError(`batchSize ${batchSize} must be a positive integer`);
-  }
+  const batchSize = benchmarkBatchSize(run);
   const data = await loadGEdit(options);
   if (subset === "intersection" && !data.hasIntersectionColumn) {
     throw new GEditDataError(
@@ -181,36 +183,22 @@ async function runGEdit(
   });
   const journal = await ItemJournal.open<GEditItemRecord>(join(outDir, "items.jsonl"));
 
-  const pending = items.filter((item) => journal.get(item.id)?.O === undefined);
-  let done = items.length - pending.length;
-  run.onProgress?.(done, items.length);
-  const finish = async (record: GEditItemRecord) => {
-    await journal.put(record);
-    run.onProgress?.(++done, items.length);
-  };
-  // Judging a batch overlaps with generating the next; an error stops the run at the next batch boundary.
-  let judging: Promise<unknown> = Promise.resolve();
-  for (let start = 0; start < pending.length; start += batchSize) {
-    const batch = pending.slice(start, start + batchSize);
-    const { generated, failed } = await generate(batch, editor, outDir, editorSource);
-    await judging;
-    judging = Promise.all([
-      ...failed.map((record) => finish(record)),
-      ...generated.map(async (g) => finish(await judgeItem(g, judge, outDir, preprocess))),
-    ]);
-    judging.catch(() => {});
-  }
-  await judging;
-
-  const records = items.map((item) => journal.get(item.id)!);
+  const records = await editThenJudge({
+    items,
+    journal,
+    keyOf: (item) => item.id,
+    isFinal: (record) => record.O !== undefined,
+    batchSize,
+    onProgress: run.onProgress,
+    generate: (batch) => generate(batch, editor, outDir, editorSource),
+    judge: (g) => judgeItem(g, judge, outDir, preprocess),
+  });
   const results: BenchmarkItemResult[] = records.map((r) => ({
     key: r.key,
     category: r.category,
     ...(r.O !== undefined ? { score: r.O, scores: { SC: r.SC!, PQ: r.PQ!, O: r.O } } : { error: r.error }),
   }));
-  const exclusions: GEditReport["exclusions"] = {};
-  for (const r of records)
-    if (r.O === undefined) (exclusions[r.errorKind ?? "judge-reply"] ??= []).push(r.key);
+  const exclusions = exclusionsByKind(records, (r) => r.O !== undefined, "judge-reply");
   const report: GEditReport = {
     ...aggregateBenchmark(name, results, protocol, GEDIT_TASK_TYPES),
     language,
@@ -309,22 +297,9 @@ async function generate(
       );
     }
   }
-  if (toEdit.length === 0) return { generated, failed };
-  try {
-    const images = await editor.edit(toEdit.map((t) => t.request));
-    if (images.length !== toEdit.length) {
-      throw new Error(`returned ${images.length} images for ${toEdit.length} requests`);
-    }
-    for (const [i, t] of toEdit.entries()) {
-      await writeFileAtomic(t.editedPath, await encodePng(images[i]!));
-      generated.push({ item: t.item, editedPath: t.editedPath });
-    }
-  } catch (err) {
-    for (const t of toEdit) {
-      if (generated.some((g) => g.item === t.item)) continue;
-      failed.push(failure(t.item, "generation", `editor "${editor.name}" failed: ${(err as Error).message}`));
-    }
-  }
+  const saved = await saveEdits(editor, toEdit);
+  for (const t of saved.saved) generated.push({ item: t.item, editedPath: t.editedPath });
+  for (const { job, error } of saved.failed) failed.push(failure(job.item, "generation", error));
   return { generated, failed };
 }
 
@@ -403,34 +378,19 @@ type Asked = { scores: [number, number] } | { error: string; kind: GEditFailureK
 
 /** One judge call, re-asked up to parseRetries times when the reply does not parse. */
 async function ask(judge: BenchJudge, content: ChatContentPart[], replies: string[]): Promise<Asked> {
-  for (let attempt = 0; ; attempt++) {
-    let text: string;
-    try {
-      const { body } = await judge.client.complete({
-        model: judge.model,
-        messages: [{ role: "user", content }],
-        ...judge.requestFields,
-      });
-      text = completionText(body);
-    } catch (err) {
-      return {
-        error: (err as Error).message,
-        kind: err instanceof JudgeResponseError ? "judge-reply" : "judge-request",
-      };
-    }
-    replies.push(text);
-    try {
-      return { scores: parseVieScoreReply(text) };
-    } catch (err) {
-      if (!(err instanceof VieScoreReplyError)) throw err;
-      if (attempt >= judge.parseRetries) {
-        return {
-          error: `${replies.length} repl${replies.length === 1 ? "y" : "ies"} did not parse; last: ${err.message}`,
-          kind: "judge-reply",
-        };
-      }
-    }
-  }
+  const answer: BenchJudgeAnswer<[number, number]> = await askBenchJudge(
+    judge,
+    content,
+    parseVieScoreReply,
+    (err) => err instanceof VieScoreReplyError,
+    replies,
+  );
+  if ("value" in answer) return { scores: answer.value };
+  if (!answer.unparsed) return { error: answer.error, kind: answer.kind };
+  return {
+    error: `${replies.length} repl${replies.length === 1 ? "y" : "ies"} did not parse; last: ${answer.error}`,
+    kind: "judge-reply",
+  };
 }
 
 function record(item: GEditItem): GEditItemRecord {

@@ -1,7 +1,7 @@
 import { existsSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { decodeImage } from "@edit-r1/core";
+import { decodeImage, ResumeMismatchError } from "@edit-r1/core";
 import {
   type ChatContentPart,
   createScriptedJudge,
@@ -10,9 +10,7 @@ import {
   startJudgeServer,
 } from "@edit-r1/rewards";
 import { afterEach, describe, expect, it } from "vitest";
-import { benchJudgeOptionsFromSpec } from "./bench-judge.js";
 import { createImgEditBenchmark, type ImgEditItemRecord } from "./imgedit-benchmark.js";
-import { ResumeMismatchError } from "./run-identity.js";
 import { invertingEditor, TINY_ENTRIES, writeTinyImgEdit } from "./test-imgedit-data.js";
 
 const servers: JudgeServer[] = [];
@@ -253,26 +251,5 @@ describe("ImgEdit-Bench end to end", () => {
     expect(report.exclusions).toEqual({ generation: ["22", "23", "101"] });
     expect(report.items[0]!.error).toMatch(/editor "broken" failed: CUDA out of memory/);
     expect(Number.isNaN(report.overall)).toBe(true);
-  });
-});
-
-describe("benchJudgeOptionsFromSpec", () => {
-  it("reads url, model and numeric options, and takes the key only from a named variable", () => {
-    const o = benchJudgeOptionsFromSpec(
-      "mllm:http://127.0.0.1:8000/v1?model=gpt-4.1&concurrency=8&retries=3&parseRetries=2&apiKeyEnv=MY_KEY",
-      { MY_KEY: "sk-test" },
-    );
-    expect(o).toMatchObject({
-      url: "http://127.0.0.1:8000/v1",
-      model: "gpt-4.1",
-      concurrency: 8,
-      maxRetries: 3,
-      parseRetries: 2,
-      apiKey: "sk-test",
-    });
-    expect(() => benchJudgeOptionsFromSpec("mllm?apiKey=sk")).toThrow(/credential/);
-    expect(() => benchJudgeOptionsFromSpec("mllm?colour=red")).toThrow(/unknown/);
-    expect(() => benchJudgeOptionsFromSpec("mllm?concurrency=many")).toThrow(/not a number/);
-    expect(() => benchJudgeOptionsFromSpec("0.5*mllm,shapes")).toThrow(/one mllm part/);
   });
 });

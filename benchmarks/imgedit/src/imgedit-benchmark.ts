@@ -14,16 +14,27 @@ import {
   type BenchmarkItemResult,
   type BenchmarkReport,
   type BenchmarkRunOptions,
+  benchmarkBatchSize,
   benchmarkMarkdown,
+  claimOutDir,
   decodeImage,
   type Editor,
   type EditRequest,
+  editThenJudge,
   encodePng,
+  exclusionsByKind,
+  ItemJournal,
+  saveEdits,
   writeBenchmarkOutputs,
 } from "@edit-r1/core";
 import { writeFileAtomic } from "@edit-r1/engine";
-import { type ChatContentPart, JudgeResponseError } from "@edit-r1/rewards";
-import { type BenchJudge, type BenchJudgeOptions, completionText, connectBenchJudge } from "./bench-judge.js";
+import {
+  askBenchJudge,
+  type BenchJudge,
+  type BenchJudgeOptions,
+  type ChatContentPart,
+  connectBenchJudge,
+} from "@edit-r1/rewards";
 import {
   IMGEDIT_CATEGORIES,
   IMGEDIT_CATEGORY_NAMES,
@@ -32,7 +43,6 @@ import {
   type ImgEditCategory,
   renderImgEditPrompt,
 } from "./imgedit-rubrics.js";
-import { ItemJournal } from "./item-journal.js";
 import {
   categoryOf,
   type ImgEditItem,
@@ -40,7 +50,6 @@ import {
   loadImgEditBasic,
 } from "./load-imgedit-basic.js";
 import { ImgEditReplyError, parseImgEditReply } from "./parse-imgedit-reply.js";
-import { claimOutDir } from "./run-identity.js";
 
 /** Why an item has no score. */
 export type ImgEditFailureKind =
@@ -112,10 +121,7 @@ async function runImgEdit(
   run: BenchmarkRunOptions,
 ): Promise<ImgEditReport> {
   const outDir = resolve(run.outDir ?? join("bench-results", IMGEDIT_BENCHMARK_NAME));
-  const batchSize = run.batchSize ?? 1;
-  if (!Number.isInteger(batchSize) || batchSize < 1) {
-    throw new RangeError(`batchSize ${batchSize} must be a positive integer`);
-  }
+  const batchSize = benchmarkBatchSize(run);
   const data = await loadImgEditBasic(options);
   const items = run.limit !== undefined ? data.items.slice(0, Math.max(0, run.limit)) : data.items;
   const judge = await connectBenchJudge(options.judge ?? {});
@@ -145,40 +151,22 @@ async function runImgEdit(
   });
   const journal = await ItemJournal.open<ImgEditItemRecord>(join(outDir, "items.jsonl"));
 
-  const pending = items.filter((item) => journal.get(item.key)?.score === undefined);
-  let done = items.length - pending.length;
-  run.onProgress?.(done, items.length);
-  const finish = async (record: ImgEditItemRecord) => {
-    await journal.put(record);
-    run.onProgress?.(++done, items.length);
-  };
-
-  // Judging a batch overlaps with generating the next one; an error (a failed journal write, a throwing
-  // progress callback) stops the run at the next batch boundary, with everything finished so far on disk.
-  let judging: Promise<unknown> = Promise.resolve();
-  for (let start = 0; start < pending.length; start += batchSize) {
-    const batch = pending.slice(start, start + batchSize);
-    const { generated, failed } = await generate(batch, editor, outDir);
-    await judging;
-    const work = [
-      ...failed.map((record) => finish(record)),
-      ...generated.map(async (g) => finish(await judgeItem(g, judge, outDir, enforceCap))),
-    ];
-    judging = Promise.all(work);
-    judging.catch(() => {});
-  }
-  await judging;
-
-  const records = items.map((item) => journal.get(item.key)!);
+  const records = await editThenJudge({
+    items,
+    journal,
+    keyOf: (item) => item.key,
+    isFinal: (record) => record.score !== undefined,
+    batchSize,
+    onProgress: run.onProgress,
+    generate: (batch) => generate(batch, editor, outDir),
+    judge: (g) => judgeItem(g, judge, outDir, enforceCap),
+  });
   const results: BenchmarkItemResult[] = records.map((r) => ({
     key: r.key,
     category: r.category,
     ...(r.score !== undefined ? { score: r.score, scores: r.scores } : { error: r.error }),
   }));
-  const exclusions: ImgEditReport["exclusions"] = {};
-  for (const r of records) {
-    if (r.score === undefined) (exclusions[r.errorKind ?? "judge-reply"] ??= []).push(r.key);
-  }
+  const exclusions = exclusionsByKind(records, (r) => r.score !== undefined, "judge-reply");
   const report: ImgEditReport = {
     ...aggregateBenchmark(IMGEDIT_BENCHMARK_NAME, results, protocol, IMGEDIT_CATEGORIES),
     exclusions,
@@ -210,7 +198,12 @@ async function generate(
 ): Promise<{ generated: Generated[]; failed: ImgEditItemRecord[] }> {
   const generated: Generated[] = [];
   const failed: ImgEditItemRecord[] = [];
-  const toEdit: Array<{ item: ImgEditItem; category: ImgEditCategory; request: EditRequest }> = [];
+  const toEdit: Array<{
+    item: ImgEditItem;
+    category: ImgEditCategory;
+    request: EditRequest;
+    editedPath: string;
+  }> = [];
   for (const item of batch) {
     const category = categoryOf(item);
     if (item.problem !== undefined || category === undefined) {
@@ -241,6 +234,7 @@ async function generate(
       toEdit.push({
         item,
         category,
+        editedPath,
         request: { key: item.key, instruction: item.instruction, source, sourceKey: item.imageId },
       });
     } catch (err) {
@@ -253,23 +247,10 @@ async function generate(
       );
     }
   }
-  if (toEdit.length === 0) return { generated, failed };
-  try {
-    const images = await editor.edit(toEdit.map((t) => t.request));
-    if (images.length !== toEdit.length) {
-      throw new Error(`returned ${images.length} images for ${toEdit.length} requests`);
-    }
-    for (const [i, t] of toEdit.entries()) {
-      const editedPath = join(outDir, `${t.item.key}.png`);
-      await writeFileAtomic(editedPath, await encodePng(images[i]!));
-      generated.push({ item: t.item, category: t.category, editedPath });
-    }
-  } catch (err) {
-    for (const t of toEdit) {
-      if (generated.some((g) => g.item === t.item)) continue;
-      failed.push(failure(t.item, "generation", `editor "${editor.name}" failed: ${(err as Error).message}`));
-    }
-  }
+  const saved = await saveEdits(editor, toEdit);
+  for (const t of saved.saved)
+    generated.push({ item: t.item, category: t.category, editedPath: t.editedPath });
+  for (const { job, error } of saved.failed) failed.push(failure(job.item, "generation", error));
   return { generated, failed };
 }
 
@@ -304,44 +285,29 @@ async function judgeItem(
     };
   }
   const replies: string[] = [];
-  for (let attempt = 0; attempt <= judge.parseRetries; attempt++) {
-    let text: string;
-    try {
-      const { body } = await judge.client.complete({
-        model: judge.model,
-        messages: [{ role: "user", content }],
-        ...judge.requestFields,
-      });
-      text = completionText(body);
-    } catch (err) {
-      const kind = err instanceof JudgeResponseError ? "judge-reply" : "judge-request";
-      return { ...base, replies, errorKind: kind, error: `judge: ${(err as Error).message}` };
-    }
-    replies.push(text);
-    try {
-      const parsed = parseImgEditReply(text, { enforceCap });
-      const labels = IMGEDIT_RUBRICS[category].criteria.map((c) => c.label);
-      return {
-        ...base,
-        replies,
-        score: parsed.mean,
-        scores: Object.fromEntries(labels.map((label, i) => [label, parsed.scores[i]!])),
-        judgeScores: parsed.raw,
-        capped: parsed.capped,
-      };
-    } catch (err) {
-      if (!(err instanceof ImgEditReplyError)) throw err;
-      if (attempt === judge.parseRetries) {
-        return {
-          ...base,
-          replies,
-          errorKind: "judge-reply",
-          error: `${replies.length} judge repl${replies.length === 1 ? "y" : "ies"} did not parse; last: ${err.message}`,
-        };
-      }
-    }
+  const answer = await askBenchJudge(
+    judge,
+    content,
+    (text) => parseImgEditReply(text, { enforceCap }),
+    (err) => err instanceof ImgEditReplyError,
+    replies,
+  );
+  if (!("value" in answer)) {
+    const error = answer.unparsed
+      ? `${replies.length} judge repl${replies.length === 1 ? "y" : "ies"} did not parse; last: ${answer.error}`
+      : `judge: ${answer.error}`;
+    return { ...base, replies, errorKind: answer.kind, error };
   }
-  throw new Error("unreachable: the judge loop returns on its last attempt");
+  const parsed = answer.value;
+  const labels = IMGEDIT_RUBRICS[category].criteria.map((c) => c.label);
+  return {
+    ...base,
+    replies,
+    score: parsed.mean,
+    scores: Object.fromEntries(labels.map((label, i) => [label, parsed.scores[i]!])),
+    judgeScores: parsed.raw,
+    capped: parsed.capped,
+  };
 }
 
 function failure(item: ImgEditItem, errorKind: ImgEditFailureKind, error: string): ImgEditItemRecord {

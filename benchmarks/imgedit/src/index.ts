@@ -1,10 +1,13 @@
+// The journal, run identity and judge helpers moved to core and rewards; re-exported so code that
+// imported them from here keeps working.
+export { claimOutDir, ItemJournal, ResumeMismatchError, RUN_IDENTITY_FILE } from "@edit-r1/core";
 export {
   type BenchJudge,
   type BenchJudgeOptions,
   benchJudgeOptionsFromSpec,
   completionText,
   connectBenchJudge,
-} from "./bench-judge.js";
+} from "@edit-r1/rewards";
 export {
   createImgEditBenchmark,
   IMGEDIT_BENCHMARK_NAME,
@@ -26,7 +29,6 @@ export {
   isImgEditCategory,
   renderImgEditPrompt,
 } from "./imgedit-rubrics.js";
-export { ItemJournal } from "./item-journal.js";
 export {
   DEFAULT_IMGEDIT_DATA,
   IMGEDIT_JSON_CANDIDATES,
@@ -37,4 +39,3 @@ export {
   loadImgEditBasic,
 } from "./load-imgedit-basic.js";
 export { ImgEditReplyError, type ImgEditScores, parseImgEditReply } from "./parse-imgedit-reply.js";
-export { claimOutDir, ResumeMismatchError, RUN_IDENTITY_FILE } from "./run-identity.js";

@@ -52,7 +52,8 @@ const BENCHMARKS: Record<string, BenchmarkEntry> = {
   imgedit: {
     pkg: "@edit-r1/bench-imgedit",
     create: async ({ judge, data, env }) => {
-      const { benchJudgeOptionsFromSpec, createImgEditBenchmark } = await import("@edit-r1/bench-imgedit");
+      const { benchJudgeOptionsFromSpec } = await import("@edit-r1/rewards");
+      const { createImgEditBenchmark } = await import("@edit-r1/bench-imgedit");
       return createImgEditBenchmark({
         data,
         judge: judge ? benchJudgeOptionsFromSpec(judge, env) : undefined,
@@ -62,7 +63,7 @@ const BENCHMARKS: Record<string, BenchmarkEntry> = {
   gedit: {
     pkg: "@edit-r1/bench-gedit",
     create: async ({ judge, data, language, subset, env }) => {
-      const { benchJudgeOptionsFromSpec } = await import("@edit-r1/bench-imgedit");
+      const { benchJudgeOptionsFromSpec } = await import("@edit-r1/rewards");
       const { createGEditBenchmark } = await import("@edit-r1/bench-gedit");
       if (language !== undefined && language !== "en" && language !== "cn") {
         throw new UsageError(`--language must be en or cn, got "${language}".`);

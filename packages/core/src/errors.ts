@@ -11,3 +11,16 @@ export class ConfigError extends EditR1Error {}
 
 /** Arrays handed to an algorithm disagree in length or shape. */
 export class ShapeError extends EditR1Error {}
+
+/** A file a run keeps in its output folder (journal, run identity) cannot be read back. */
+export class RunFileError extends EditR1Error {
+  constructor(
+    readonly path: string,
+    problem: string,
+    readonly line?: number,
+  ) {
+    super(
+      `${path}${line !== undefined ? `:${line}` : ""}: ${problem}. Move the file aside (or use another output folder) to start over.`,
+    );
+  }
+}

@@ -23,8 +23,16 @@ export {
   type PromptSet,
   promptSetFromRequests,
 } from "./edit-dataset.js";
+export {
+  benchmarkBatchSize,
+  type EditJob,
+  type EditThenJudgeOptions,
+  editThenJudge,
+  exclusionsByKind,
+  saveEdits,
+} from "./edit-then-judge.js";
 export { Ema } from "./ema.js";
-export { ConfigError, EditR1Error, ShapeError } from "./errors.js";
+export { ConfigError, EditR1Error, RunFileError, ShapeError } from "./errors.js";
 export {
   DEFAULT_FLOW_SCHEDULE_CONFIG,
   dynamicShiftMu,
@@ -52,6 +60,7 @@ export {
   groupStatistics,
 } from "./group-stats.js";
 export { decodeImage, encodePng, imageGridPng } from "./image-io.js";
+export { ItemJournal } from "./item-journal.js";
 export {
   buildNftObjective,
   type NftObjective,
@@ -87,6 +96,7 @@ export {
 } from "./report.js";
 export { Rng, type RngState } from "./rng.js";
 export { RunDirectory } from "./run-directory.js";
+export { claimOutDir, ResumeMismatchError, RUN_IDENTITY_FILE } from "./run-identity.js";
 export {
   type DecodedSafetensors,
   decodeSafetensorsF32,

@@ -13,7 +13,7 @@ export {
   clipPoolingPositions,
   clipTextInputs,
 } from "./clip-text-model.js";
-export { fluxBflWeightSource } from "./flux-bfl-weights.js";
+export { type Float32Tensors, fluxBflWeightSource, fluxDiffusersToBfl } from "./flux-bfl-weights.js";
 export { type FluxTransformerConfig, parseFluxTransformerConfig } from "./flux-config.js";
 export {
   buildFluxTransformer,

@@ -1,4 +1,13 @@
 export {
+  askBenchJudge,
+  type BenchJudge,
+  type BenchJudgeAnswer,
+  type BenchJudgeOptions,
+  benchJudgeOptionsFromSpec,
+  completionText,
+  connectBenchJudge,
+} from "./bench-judge.js";
+export {
   type ChatClient,
   type ChatClientOptions,
   type ChatClientStats,

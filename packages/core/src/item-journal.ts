@@ -5,8 +5,9 @@
  * burst of finished items costs one rewrite, not one each.
  */
 import { existsSync } from "node:fs";
+import { readFile } from "node:fs/promises";
 import { writeFileAtomic } from "@edit-r1/engine";
-import { readJsonlFile } from "@edit-r1/hub";
+import { RunFileError } from "./errors.js";
 
 export class ItemJournal<R extends { key: string }> {
   private readonly records = new Map<string, R>();
@@ -19,7 +20,7 @@ export class ItemJournal<R extends { key: string }> {
   static async open<R extends { key: string }>(path: string): Promise<ItemJournal<R>> {
     const journal = new ItemJournal<R>(path);
     if (existsSync(path)) {
-      for (const record of await readJsonlFile<R>(path)) journal.records.set(record.key, record);
+      for (const record of await readJsonLines<R>(path)) journal.records.set(record.key, record);
     }
     return journal;
   }
@@ -42,4 +43,28 @@ export class ItemJournal<R extends { key: string }> {
     this.writing = next.catch(() => {});
     return next;
   }
+}
+
+/**
+ * The records of a JSON Lines file (BOM and blank lines skipped). Core reads it itself rather than
+ * through @edit-r1/hub, which it does not depend on; journals are small, so reading whole is fine.
+ */
+async function readJsonLines<R>(path: string): Promise<R[]> {
+  let text: string;
+  try {
+    text = await readFile(path, "utf8");
+  } catch (cause) {
+    throw new RunFileError(path, `cannot read (${(cause as Error).message})`);
+  }
+  if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
+  const records: R[] = [];
+  for (const [i, line] of text.split(/\r?\n/).entries()) {
+    if (line.trim() === "") continue;
+    try {
+      records.push(JSON.parse(line) as R);
+    } catch (cause) {
+      throw new RunFileError(path, `invalid JSON on this line (${(cause as Error).message})`, i + 1);
+    }
+  }
+  return records;
 }

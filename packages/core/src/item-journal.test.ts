@@ -1,9 +1,9 @@
-import { mkdtempSync, readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { RunFileError } from "./errors.js";
 import { ItemJournal } from "./item-journal.js";
-import { claimOutDir, ResumeMismatchError } from "./run-identity.js";
 
 interface Rec {
   key: string;
@@ -25,19 +25,12 @@ describe("ItemJournal", () => {
     }
     expect(reopened.get("k7")).toBeUndefined();
   });
-});
 
-describe("claimOutDir", () => {
-  it("accepts the same identity (in any key order) and refuses a different one, naming the fields", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "identity-"));
-    await claimOutDir(dir, { editor: "a", generation: { steps: 28, seed: 0 }, judgeModel: "gpt-4.1" });
-    await claimOutDir(dir, { judgeModel: "gpt-4.1", generation: { seed: 0, steps: 28 }, editor: "a" });
-    const err = await claimOutDir(dir, {
-      editor: "a",
-      generation: { steps: 8, seed: 0 },
-      judgeModel: "gpt-4o",
-    }).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(ResumeMismatchError);
-    expect((err as ResumeMismatchError).fields).toEqual(["generation", "judgeModel"]);
+  it("names the file and line of a damaged record instead of losing the journal silently", async () => {
+    const path = join(mkdtempSync(join(tmpdir(), "journal-")), "items.jsonl");
+    writeFileSync(path, '{"key":"a","n":1}\n\n{"key":"b",\n');
+    const err = await ItemJournal.open<Rec>(path).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(RunFileError);
+    expect((err as RunFileError).line).toBe(3);
   });
 });

@@ -4,15 +4,15 @@
  * different experiments, so it is refused.
  */
 import { existsSync } from "node:fs";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { writeFileAtomic } from "@edit-r1/engine";
-import { readJsonFile } from "@edit-r1/hub";
+import { EditR1Error, RunFileError } from "./errors.js";
 
 export const RUN_IDENTITY_FILE = "run-identity.json";
 
 /** An output folder holds results of a run with other settings. */
-export class ResumeMismatchError extends Error {
-  override readonly name = "ResumeMismatchError";
+export class ResumeMismatchError extends EditR1Error {
   readonly fields: string[];
   constructor(outDir: string, fields: string[]) {
     super(
@@ -26,7 +26,7 @@ export class ResumeMismatchError extends Error {
 export async function claimOutDir(outDir: string, identity: Record<string, unknown>): Promise<void> {
   const path = join(outDir, RUN_IDENTITY_FILE);
   if (existsSync(path)) {
-    const earlier = await readJsonFile<Record<string, unknown>>(path);
+    const earlier = await readIdentity(path);
     const fields = [...new Set([...Object.keys(earlier), ...Object.keys(identity)])].filter(
       (k) => canonical(earlier[k]) !== canonical(identity[k]),
     );
@@ -34,6 +34,20 @@ export async function claimOutDir(outDir: string, identity: Record<string, unkno
     return;
   }
   await writeFileAtomic(path, `${JSON.stringify(identity, null, 2)}\n`);
+}
+
+async function readIdentity(path: string): Promise<Record<string, unknown>> {
+  let text: string;
+  try {
+    text = await readFile(path, "utf8");
+  } catch (cause) {
+    throw new RunFileError(path, `cannot read (${(cause as Error).message})`);
+  }
+  try {
+    return JSON.parse(text.charCodeAt(0) === 0xfeff ? text.slice(1) : text) as Record<string, unknown>;
+  } catch (cause) {
+    throw new RunFileError(path, `invalid JSON (${(cause as Error).message})`);
+  }
 }
 
 /** JSON with object keys sorted, so key order does not count as a difference. */

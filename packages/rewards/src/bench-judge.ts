@@ -4,17 +4,11 @@
  * Benchmark judges answer in free text, so this uses the chat client directly rather than the
  * logprob-scored training reward.
  */
-import {
-  type ChatClient,
-  createChatClient,
-  describeJudgeSettings,
-  JudgeConfigError,
-  JudgeResponseError,
-  parseRewardSpec,
-  resolveJudgeSettings,
-} from "@edit-r1/rewards";
-
-export type Env = Readonly<Record<string, string | undefined>>;
+import { type ChatClient, createChatClient } from "./chat-client.js";
+import type { ChatContentPart } from "./chat-types.js";
+import { JudgeConfigError, JudgeResponseError } from "./errors.js";
+import { describeJudgeSettings, type Env, resolveJudgeSettings } from "./judge-settings.js";
+import { parseRewardSpec } from "./reward-spec.js";
 
 export interface BenchJudgeOptions {
   /** API base ending in /v1. Default EDIT_R1_JUDGE_URL. */
@@ -177,4 +171,55 @@ export function completionText(body: unknown): string {
     );
   }
   return content;
+}
+
+/** A judge call's outcome: the parsed reply, or why there is none (never a throw for judge problems). */
+export type BenchJudgeAnswer<T> =
+  | { value: T }
+  | {
+      /** `judge-request`: the call failed; `judge-reply`: it answered, but with nothing usable. */
+      kind: "judge-request" | "judge-reply";
+      error: string;
+      /** The replies came but none parsed (`error` is then the last parse error). */
+      unparsed: boolean;
+    };
+
+/**
+ * One user message to the judge, re-asked up to `parseRetries` times when `parse` throws an error
+ * `isParseError` accepts (the judge samples, so asking again can help); other throws propagate, since
+ * they are bugs. Every raw reply is appended to `replies`, so the record keeps what the judge said.
+ */
+export async function askBenchJudge<T>(
+  judge: BenchJudge,
+  content: ChatContentPart[],
+  parse: (text: string) => T,
+  isParseError: (err: unknown) => boolean,
+  replies: string[],
+): Promise<BenchJudgeAnswer<T>> {
+  for (let attempt = 0; ; attempt++) {
+    let text: string;
+    try {
+      const { body } = await judge.client.complete({
+        model: judge.model,
+        messages: [{ role: "user", content }],
+        ...judge.requestFields,
+      });
+      text = completionText(body);
+    } catch (err) {
+      return {
+        kind: err instanceof JudgeResponseError ? "judge-reply" : "judge-request",
+        error: (err as Error).message,
+        unparsed: false,
+      };
+    }
+    replies.push(text);
+    try {
+      return { value: parse(text) };
+    } catch (err) {
+      if (!isParseError(err)) throw err;
+      if (attempt >= judge.parseRetries) {
+        return { kind: "judge-reply", error: (err as Error).message, unparsed: true };
+      }
+    }
+  }
 }
