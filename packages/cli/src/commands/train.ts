@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import {
   type AdapterTrainDefaults,
@@ -179,6 +179,15 @@ async function writeReport(
     const grid = join(outDir, "before-after.png");
     await writeFileAtomic(grid, await imageGridPng(rows, { columns: 4, scale: 4, gap: 4 }));
     gallery.push({ path: grid, caption: "each row: source · base model · after Edit-R1 · exact target" });
+  }
+  // The trainer's rollout grids stay in the report too.
+  const samples = join(outDir, "samples");
+  if (existsSync(samples)) {
+    for (const f of readdirSync(samples)
+      .filter((n) => n.endsWith(".png"))
+      .sort()) {
+      gallery.push({ path: join(samples, f), caption: `rollouts, ${f.replace(".png", "")}` });
+    }
   }
   await writeFileAtomic(
     join(outDir, "report.html"),
