@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 // Pretrains the tiny editor by supervised flow matching (runs against dist: build the package first).
+// `edit-r1 pretrain --adapter tiny` runs the same training; this script adds held-out snapshots for picking one.
 //
 // The shipped weights (adapters/tiny/weights/) are the step-1250 snapshot of this run (27.7 min on two busy
 // cores; it was stopped there to stay within a 30-minute budget):

@@ -77,6 +77,21 @@ export const COMMANDS: readonly Command[] = [
     run: async (ctx) => (await import("./commands/judge-serve.js")).judgeServe(ctx),
   },
   {
+    name: "pretrain",
+    summary: "pretrain the embedded tiny model by supervised flow matching (seeded, resumable)",
+    usage:
+      "edit-r1 pretrain [--adapter tiny] [--steps 1250] [--seed 0] [--batch 8] [--lr 1e-3] [--out runs/pretrain-tiny]",
+    options: {
+      adapter: { type: "string" },
+      steps: { type: "string" },
+      seed: { type: "string" },
+      batch: { type: "string" },
+      lr: { type: "string" },
+      out: { type: "string" },
+    },
+    run: async (ctx) => (await import("./commands/pretrain.js")).pretrain(ctx),
+  },
+  {
     name: "download",
     summary: "fill the Hugging Face cache with a model or data set (needs the network)",
     usage: "edit-r1 download <org/name> [--include 'pattern']… [--dataset] | --adapter flux-kontext",

@@ -1,3 +1,6 @@
+import { existsSync, mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { main } from "./main.js";
 
@@ -56,6 +59,16 @@ describe("edit-r1 main", () => {
     );
     expect(code).toBe(1);
     expect(c.err.join("\n")).toMatch(/nonexistent\/kontext/);
+  });
+
+  it("pretrains the tiny model for a few steps into a folder the adapter loads, and refuses other adapters", async () => {
+    const out = mkdtempSync(join(tmpdir(), "pretrain-"));
+    const c = capture();
+    expect(await main(["pretrain", "--steps", "2", "--batch", "2", "--out", out], c.io)).toBe(0);
+    expect(existsSync(join(out, "tiny.safetensors"))).toBe(true);
+    const d = capture();
+    expect(await main(["pretrain", "--adapter", "flux-kontext"], d.io)).toBe(2);
+    expect(d.err.join("\n")).toMatch(/only built for the embedded tiny adapter/);
   });
 
   it("refuses to download while HF_HUB_OFFLINE is set", async () => {
