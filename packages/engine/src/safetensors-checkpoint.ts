@@ -1,15 +1,10 @@
 import { stat } from "node:fs/promises";
 import { dirname, isAbsolute, join, normalize, sep } from "node:path";
 import { SafetensorsError } from "./safetensors-error.js";
-import { describeSome, type OpenSafetensorsOptions, SafetensorsFile } from "./safetensors-file.js";
+import { type OpenSafetensorsOptions, SafetensorsFile } from "./safetensors-file.js";
 import type { SafetensorsTensorInfo } from "./safetensors-header.js";
-import {
-  openForRead,
-  readTensorBytes,
-  readTensorData,
-  readTensorFloat32,
-  type TensorArray,
-} from "./safetensors-read.js";
+import { openForRead } from "./safetensors-read.js";
+import { SafetensorsTensors } from "./safetensors-tensors.js";
 
 /** An index larger than this is not an index (real ones are ~100 kB). */
 const MAX_INDEX_BYTES = 100_000_000;
@@ -18,7 +13,7 @@ const MAX_INDEX_BYTES = 100_000_000;
  * The tensors of one checkpoint, stored in a single .safetensors file or sharded over several
  * with a `*.safetensors.index.json`; callers look tensors up by name without caring which.
  */
-export class SafetensorsCheckpoint {
+export class SafetensorsCheckpoint extends SafetensorsTensors {
   /** The path that was opened: the .safetensors file or the index. */
   readonly path: string;
   readonly files: readonly SafetensorsFile[];
@@ -34,45 +29,12 @@ export class SafetensorsCheckpoint {
     tensors: ReadonlyMap<string, SafetensorsTensorInfo>,
     indexMetadata?: Record<string, unknown>,
   ) {
+    super();
     this.path = path;
     this.files = files;
     this.metadata = files[0]?.metadata ?? {};
     this.indexMetadata = indexMetadata;
     this.tensors = tensors;
-  }
-
-  names(): string[] {
-    return [...this.tensors.keys()];
-  }
-
-  has(name: string): boolean {
-    return this.tensors.has(name);
-  }
-
-  /** The tensor's location (file, absolute offset, length) and type; throws if absent. */
-  get(name: string): SafetensorsTensorInfo {
-    const info = this.tensors.get(name);
-    if (info === undefined) {
-      throw new SafetensorsError(
-        "missing-tensor",
-        this.path,
-        `has no tensor "${name}" (it has ${this.tensors.size}${describeSome(this.names())}).`,
-        { tensor: name },
-      );
-    }
-    return info;
-  }
-
-  readBytes(name: string): Promise<Uint8Array> {
-    return readTensorBytes(this.get(name));
-  }
-
-  read(name: string): Promise<TensorArray> {
-    return readTensorData(this.get(name));
-  }
-
-  readFloat32(name: string): Promise<Float32Array> {
-    return readTensorFloat32(this.get(name));
   }
 }
 

@@ -4,14 +4,10 @@ import {
   parseSafetensorsHeader,
   type SafetensorsTensorInfo,
 } from "./safetensors-header.js";
-import {
-  openForRead,
-  readExactly,
-  readTensorBytes,
-  readTensorData,
-  readTensorFloat32,
-  type TensorArray,
-} from "./safetensors-read.js";
+import { openForRead, readExactly } from "./safetensors-read.js";
+import { SafetensorsTensors } from "./safetensors-tensors.js";
+
+export { describeSome } from "./safetensors-tensors.js";
 
 export interface OpenSafetensorsOptions {
   /** Refuse headers longer than this many bytes (default MAX_SAFETENSORS_HEADER_BYTES). */
@@ -22,7 +18,7 @@ export interface OpenSafetensorsOptions {
  * One .safetensors file whose header has been read and validated. Only the header is held in
  * memory; tensor data is read on demand at its offset, so files of any size (beyond 4 GiB too) are fine.
  */
-export class SafetensorsFile {
+export class SafetensorsFile extends SafetensorsTensors {
   readonly path: string;
   readonly size: number;
   readonly headerLength: number;
@@ -37,6 +33,7 @@ export class SafetensorsFile {
     metadata: Record<string, string>,
     tensors: SafetensorsTensorInfo[],
   ) {
+    super();
     this.path = path;
     this.size = size;
     this.headerLength = headerLength;
@@ -84,50 +81,8 @@ export class SafetensorsFile {
     }
   }
 
-  /** Tensor names in file order. */
-  names(): string[] {
-    return [...this.tensors.keys()];
-  }
-
-  has(name: string): boolean {
-    return this.tensors.has(name);
-  }
-
-  /** The tensor's location and type, usable as an ExternalTensorRef; throws if absent. */
-  get(name: string): SafetensorsTensorInfo {
-    const info = this.tensors.get(name);
-    if (info === undefined) {
-      throw new SafetensorsError(
-        "missing-tensor",
-        this.path,
-        `has no tensor "${name}" (it has ${this.tensors.size}${describeSome(this.names())}).`,
-        { tensor: name },
-      );
-    }
-    return info;
-  }
-
   /** Sum of all tensors' byte lengths. */
   get dataBytes(): number {
     return this.size - 8 - this.headerLength;
   }
-
-  readBytes(name: string): Promise<Uint8Array> {
-    return readTensorBytes(this.get(name));
-  }
-
-  read(name: string): Promise<TensorArray> {
-    return readTensorData(this.get(name));
-  }
-
-  readFloat32(name: string): Promise<Float32Array> {
-    return readTensorFloat32(this.get(name));
-  }
-}
-
-/** ", e.g. a, b, c" for error messages, so a typo in a key is easy to spot. */
-export function describeSome(names: readonly string[]): string {
-  if (names.length === 0) return "";
-  const shown = names.slice(0, 5).map((n) => `"${n}"`);
-  return `, e.g. ${shown.join(", ")}${names.length > 5 ? ", …" : ""}`;
 }
