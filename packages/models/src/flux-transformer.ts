@@ -136,9 +136,10 @@ function timeTextEmbedding(
 
 /**
  * Sinusoidal timestep features [B, channels] of t [B], cosine half first (diffusers `Timesteps` with
- * flip_sin_to_cos=True, downscale_freq_shift=0): f_j = exp(−ln(10000)·j/half).
+ * flip_sin_to_cos=True, downscale_freq_shift=0): f_j = exp(−ln(10000)·j/half). `scale` multiplies the
+ * angles t·f_j afterwards, as diffusers' `Timesteps(scale=…)` does (Qwen-Image passes σ and scale 1000).
  */
-export function sinusoidalEmbedding(t: Tensor, channels: number): Tensor {
+export function sinusoidalEmbedding(t: Tensor, channels: number, scale = 1): Tensor {
   const half = channels / 2;
   const freqs = new Float32Array(half);
   // Rounded through float32 in the same steps as torch, which builds the exponent in float32.
@@ -147,7 +148,8 @@ export function sinusoidalEmbedding(t: Tensor, channels: number): Tensor {
     freqs[j] = Math.fround(Math.exp(Math.fround(Math.fround(lnPeriod * j) / half)));
   const g = t.graph;
   const f = ops.cast(g.constant(freqs, [1, half]), t.dtype);
-  const angles = ops.mul(ops.reshape(t, [t.shape[0]!, 1]), f);
+  let angles = ops.mul(ops.reshape(t, [t.shape[0]!, 1]), f);
+  if (scale !== 1) angles = ops.mul(angles, scale);
   return ops.concat([ops.cos(angles), ops.sin(angles)], 1);
 }
 
@@ -175,8 +177,11 @@ interface Rope {
   sin: Tensor;
 }
 
-/** `Linear(SiLU(temb))` split into `count` chunks of [B, 1, width] (broadcast over tokens). */
-function modulation(
+/**
+ * `Linear(SiLU(temb))` split into `count` chunks of [B, 1, width] (broadcast over tokens). Exported for the
+ * Qwen-Image builder, whose blocks modulate the same way (not part of the package API).
+ */
+export function modulation(
   ctx: ModuleContext,
   name: string,
   tembAct: Tensor,
@@ -190,7 +195,7 @@ function modulation(
   );
 }
 
-function modulate(x: Tensor, shift: Tensor, scale: Tensor): Tensor {
+export function modulate(x: Tensor, shift: Tensor, scale: Tensor): Tensor {
   return ops.add(ops.mul(x, ops.add(scale, 1)), shift);
 }
 
@@ -379,7 +384,7 @@ export function fluxTransformerInputs(
 }
 
 /** LayerNorm without affine parameters, eps 1e-6 (every FLUX norm outside attention). */
-function layerNorm(x: Tensor, eps: number): Tensor {
+export function layerNorm(x: Tensor, eps: number): Tensor {
   return inFloat32(x, (y) => nn.layerNorm(y, { eps }));
 }
 
@@ -387,10 +392,10 @@ function layerNorm(x: Tensor, eps: number): Tensor {
  * Runs `fn` on x in float32 and casts back: diffusers (and PyTorch's LayerNorm kernels) keep normalisation
  * statistics and rotary products in fp32 under 16-bit compute.
  */
-function inFloat32(x: Tensor, fn: (x32: Tensor) => Tensor): Tensor {
+export function inFloat32(x: Tensor, fn: (x32: Tensor) => Tensor): Tensor {
   return ops.cast(fn(ops.cast(x, "float32")), x.dtype);
 }
 
-function gelu(x: Tensor): Tensor {
+export function gelu(x: Tensor): Tensor {
   return nn.gelu(x, "tanh");
 }

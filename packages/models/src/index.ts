@@ -4,6 +4,15 @@ export {
   buildAutoencoderKLEncoder,
 } from "./autoencoder-kl.js";
 export { type AutoencoderKLConfig, parseAutoencoderKLConfig } from "./autoencoder-kl-config.js";
+export {
+  type AutoencoderKLQwenImageOptions,
+  buildAutoencoderKLQwenImageDecoder,
+  buildAutoencoderKLQwenImageEncoder,
+} from "./autoencoder-kl-qwen-image.js";
+export {
+  type AutoencoderKLQwenImageConfig,
+  parseAutoencoderKLQwenImageConfig,
+} from "./autoencoder-kl-qwen-image-config.js";
 export { type ClipTextConfig, parseClipTextConfig } from "./clip-text-config.js";
 export {
   buildClipTextModel,
@@ -28,6 +37,17 @@ export {
 export { type ComputeDType, GraphWeights, type GraphWeightsOptions, graphWeights } from "./graph-weights.js";
 export { EDIT_R1_LORA_TARGETS, type LoraOptions, type LoraParameter } from "./lora.js";
 export { ModelConfigError } from "./model-config-error.js";
+export { parseQwenImageTransformerConfig, type QwenImageTransformerConfig } from "./qwen-image-config.js";
+export {
+  buildQwenImageTransformer,
+  type QwenImageInputSizes,
+  type QwenImageShape,
+  type QwenImageTransformerInputs,
+  type QwenImageTransformerOptions,
+  type QwenImageTransformerOutput,
+  qwenImageRopeIds,
+  qwenImageTransformerInputs,
+} from "./qwen-image-transformer.js";
 export { openSafetensorsWeights, safetensorsWeightSource } from "./safetensors-weights.js";
 export { buildT5Encoder, type T5EncoderOptions, t5RelativePositionBuckets } from "./t5-encoder.js";
 export { parseT5EncoderConfig, type T5EncoderConfig } from "./t5-encoder-config.js";

@@ -60,14 +60,22 @@ export function relativeL2(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return Math.sqrt(num / den);
 }
 
-/** Every tensor of a safetensors file, widened to float32 and held in memory. */
+/**
+ * Every tensor of a safetensors file as float32, held in memory: floats widened, integers (e.g. an int64
+ * attention mask) converted by value.
+ */
 export async function readAllFloat32(
   path: string,
 ): Promise<Map<string, { shape: number[]; data: Float32Array }>> {
   const ckpt = await openSafetensors(path);
   const out = new Map<string, { shape: number[]; data: Float32Array }>();
-  for (const name of ckpt.names())
-    out.set(name, { shape: ckpt.get(name).shape, data: await ckpt.readFloat32(name) });
+  for (const name of ckpt.names()) {
+    const info = ckpt.get(name);
+    const data = /^(?:int|uint|bool)/.test(info.dtype)
+      ? Float32Array.from(await ckpt.read(name), Number)
+      : await ckpt.readFloat32(name);
+    out.set(name, { shape: info.shape, data });
+  }
   return out;
 }
 

@@ -1,0 +1,88 @@
+import { ModelConfigError } from "./model-config-error.js";
+
+/** The diffusers `transformer/config.json` of a QwenImageTransformer2DModel (Qwen-Image, -Edit, -Edit-2509). */
+export interface QwenImageTransformerConfig {
+  patchSize: number;
+  /** Width of a packed latent token (16 latent channels · 2 · 2 = 64 in the released models). */
+  inChannels: number;
+  /** Latent channels per output patch position; proj_out emits patchSize² · outChannels. */
+  outChannels: number;
+  numLayers: number;
+  attentionHeadDim: number;
+  numAttentionHeads: number;
+  /** Width of the text-encoder hidden states (3584 for Qwen2.5-VL-7B). */
+  jointAttentionDim: number;
+  axesDimsRope: [number, number, number];
+}
+
+const DEFAULTS: Record<string, unknown> = {
+  patch_size: 2,
+  in_channels: 64,
+  out_channels: 16,
+  num_layers: 60,
+  attention_head_dim: 128,
+  num_attention_heads: 24,
+  joint_attention_dim: 3584,
+  guidance_embeds: false,
+  axes_dims_rope: [16, 56, 56],
+  zero_cond_t: false,
+  use_additional_t_cond: false,
+  use_layer3d_rope: false,
+};
+
+// Flags of later releases (Edit-2511 and layered variants) that change the forward pass; this builder
+// implements Qwen-Image, -Edit and -Edit-2509, where all of them are false.
+const UNSUPPORTED_FLAGS = ["guidance_embeds", "zero_cond_t", "use_additional_t_cond", "use_layer3d_rope"];
+
+/** Reads a diffusers config.json object, filling diffusers' defaults; `source` names the file in errors. */
+export function parseQwenImageTransformerConfig(
+  json: Record<string, unknown>,
+  source = "config.json",
+): QwenImageTransformerConfig {
+  const get = (k: string) => (k in json ? json[k] : DEFAULTS[k]);
+  const int = (k: string): number => {
+    const v = get(k);
+    if (typeof v !== "number" || !Number.isInteger(v) || v <= 0) {
+      throw new ModelConfigError(`${source}: "${k}" must be a positive integer, got ${JSON.stringify(v)}`);
+    }
+    return v;
+  };
+  for (const flag of UNSUPPORTED_FLAGS) {
+    if (get(flag)) {
+      throw new ModelConfigError(
+        `${source}: "${flag}" is ${JSON.stringify(get(flag))}; the Qwen-Image builder supports Qwen-Image, ` +
+          "-Edit and -Edit-2509, whose configs have it false (Edit-2511's zero_cond_t is not implemented).",
+      );
+    }
+  }
+  const axes = get("axes_dims_rope");
+  if (
+    !Array.isArray(axes) ||
+    axes.length !== 3 ||
+    !axes.every((a) => Number.isInteger(a) && a > 0 && a % 2 === 0)
+  ) {
+    throw new ModelConfigError(
+      `${source}: "axes_dims_rope" must be three positive even integers, got ${JSON.stringify(axes)}`,
+    );
+  }
+  const headDim = int("attention_head_dim");
+  const axesSum = axes.reduce((a: number, b: number) => a + b, 0);
+  if (axesSum !== headDim) {
+    throw new ModelConfigError(
+      `${source}: "axes_dims_rope" must sum to attention_head_dim (${headDim}), got ${axesSum}`,
+    );
+  }
+  const inChannels = int("in_channels");
+  // diffusers: out_channels or in_channels.
+  const outChannels = get("out_channels") == null ? inChannels : int("out_channels");
+  return {
+    patchSize: int("patch_size"),
+    inChannels,
+    outChannels,
+    numLayers: int("num_layers"),
+    attentionHeadDim: headDim,
+    numAttentionHeads: int("num_attention_heads"),
+    jointAttentionDim: int("joint_attention_dim"),
+    axesDimsRope: axes as [number, number, number],
+  };
+}
