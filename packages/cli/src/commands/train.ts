@@ -1,4 +1,4 @@
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import {
   type AdapterTrainDefaults,
@@ -103,9 +103,11 @@ export async function train(ctx: CommandContext): Promise<number> {
 
   const benchName = ctx.values["no-bench"] ? undefined : defaults.benchmark;
   const benchmark = benchName ? await createBenchmark(benchName, { env: ctx.env }) : undefined;
-  const runBench = async (label: string, lora: string | undefined) => {
+  const runBench = async (label: string, lora: string | undefined, fresh: boolean) => {
     if (!benchmark) return undefined;
     const dir = join(outDir, `bench-${label}`);
+    // Benchmarks reuse outputs found in their folder; after more training those belong to an older LoRA.
+    if (fresh) rmSync(dir, { recursive: true, force: true });
     const editor = await adapter.loadEditor({ ...options, lora });
     try {
       const report = await benchmark.run(editor, {
@@ -118,7 +120,7 @@ export async function train(ctx: CommandContext): Promise<number> {
     }
   };
 
-  const before = await runBench("before", options.lora);
+  const before = await runBench("before", options.lora, false);
   if (before) ctx.err(`benchmark before: ${before.overall.toFixed(3)}`);
 
   const policy = await adapter.loadPolicy!(options);
@@ -140,7 +142,7 @@ export async function train(ctx: CommandContext): Promise<number> {
   const loraDir = result.loraDir;
   ctx.err(`trained to step ${result.step}; LoRA (EMA weights): ${loraDir}`);
 
-  const after = await runBench("after", loraDir);
+  const after = await runBench("after", loraDir, true);
   if (before && after) {
     const table = comparisonTable(before, after);
     ctx.out(table);
