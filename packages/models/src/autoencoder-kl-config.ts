@@ -1,3 +1,4 @@
+import { configReader } from "./config-reader.js";
 import { ModelConfigError } from "./model-config-error.js";
 
 /** The diffusers `config.json` of an AutoencoderKL (the FLUX VAE family), as the graph builder needs it. */
@@ -38,14 +39,9 @@ export function parseAutoencoderKLConfig(
   json: Record<string, unknown>,
   source = "config.json",
 ): AutoencoderKLConfig {
-  const get = (k: string) => (k in json ? json[k] : DEFAULTS[k]);
+  const { get, int } = configReader(json, DEFAULTS, source);
   const bad = (k: string, what: string) =>
     new ModelConfigError(`${source}: "${k}" ${what}, got ${JSON.stringify(get(k))}`);
-  const int = (k: string): number => {
-    const v = get(k);
-    if (typeof v !== "number" || !Number.isInteger(v) || v <= 0) throw bad(k, "must be a positive integer");
-    return v;
-  };
   const num = (k: string, fallback: number): number => {
     const v = get(k);
     if (v == null) return fallback;

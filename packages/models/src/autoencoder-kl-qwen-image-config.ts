@@ -1,3 +1,4 @@
+import { configReader } from "./config-reader.js";
 import { ModelConfigError } from "./model-config-error.js";
 
 /** The diffusers `vae/config.json` of an AutoencoderKLQwenImage (the Wan-2.1 causal 3-D VAE), as the builders need it. */
@@ -38,14 +39,7 @@ export function parseAutoencoderKLQwenImageConfig(
   json: Record<string, unknown>,
   source = "config.json",
 ): AutoencoderKLQwenImageConfig {
-  const get = (k: string) => (k in json ? json[k] : DEFAULTS[k]);
-  const int = (k: string): number => {
-    const v = get(k);
-    if (typeof v !== "number" || !Number.isInteger(v) || v <= 0) {
-      throw new ModelConfigError(`${source}: "${k}" must be a positive integer, got ${JSON.stringify(v)}`);
-    }
-    return v;
-  };
+  const { get, int } = configReader(json, DEFAULTS, source);
   const list = <T>(k: string, ok: (v: unknown) => boolean, length?: number): T[] => {
     const v = get(k);
     if (!Array.isArray(v) || !v.every(ok) || (length !== undefined && v.length !== length)) {

@@ -1,3 +1,4 @@
+import { configReader } from "./config-reader.js";
 import { ModelConfigError } from "./model-config-error.js";
 
 /** The transformers `config.json` of a CLIPTextModel (FLUX's `text_encoder/`, the CLIP-L text tower). */
@@ -37,14 +38,7 @@ const DEFAULTS: Record<string, unknown> = {
 export function parseClipTextConfig(json: Record<string, unknown>, source = "config.json"): ClipTextConfig {
   const inner = json.text_config;
   const obj = inner && typeof inner === "object" ? (inner as Record<string, unknown>) : json;
-  const get = (k: string) => (k in obj ? obj[k] : DEFAULTS[k]);
-  const int = (k: string): number => {
-    const v = get(k);
-    if (typeof v !== "number" || !Number.isInteger(v) || v <= 0) {
-      throw new ModelConfigError(`${source}: "${k}" must be a positive integer, got ${JSON.stringify(v)}`);
-    }
-    return v;
-  };
+  const { get, int } = configReader(obj, DEFAULTS, source);
   const act = get("hidden_act");
   if (act !== "quick_gelu" && act !== "gelu") {
     throw new ModelConfigError(

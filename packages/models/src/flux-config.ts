@@ -1,4 +1,4 @@
-import { ModelConfigError } from "./model-config-error.js";
+import { configReader, ropeAxes } from "./config-reader.js";
 
 /** The diffusers `config.json` of a FluxTransformer2DModel (FLUX.1 and FLUX.1-Kontext share it). */
 export interface FluxTransformerConfig {
@@ -34,31 +34,9 @@ export function parseFluxTransformerConfig(
   json: Record<string, unknown>,
   source = "config.json",
 ): FluxTransformerConfig {
-  const get = (k: string) => (k in json ? json[k] : DEFAULTS[k]);
-  const int = (k: string): number => {
-    const v = get(k);
-    if (typeof v !== "number" || !Number.isInteger(v) || v <= 0) {
-      throw new ModelConfigError(`${source}: "${k}" must be a positive integer, got ${JSON.stringify(v)}`);
-    }
-    return v;
-  };
-  const axes = get("axes_dims_rope");
-  if (
-    !Array.isArray(axes) ||
-    axes.length !== 3 ||
-    !axes.every((a) => Number.isInteger(a) && a > 0 && a % 2 === 0)
-  ) {
-    throw new ModelConfigError(
-      `${source}: "axes_dims_rope" must be three positive even integers, got ${JSON.stringify(axes)}`,
-    );
-  }
+  const { get, int } = configReader(json, DEFAULTS, source);
   const headDim = int("attention_head_dim");
-  const axesSum = axes.reduce((a: number, b: number) => a + b, 0);
-  if (axesSum !== headDim) {
-    throw new ModelConfigError(
-      `${source}: "axes_dims_rope" must sum to attention_head_dim (${headDim}), got ${axesSum}`,
-    );
-  }
+  const axes = ropeAxes(get("axes_dims_rope"), headDim, source);
   const inChannels = int("in_channels");
   const out = get("out_channels") == null ? inChannels : int("out_channels");
   return {
@@ -72,6 +50,6 @@ export function parseFluxTransformerConfig(
     jointAttentionDim: int("joint_attention_dim"),
     pooledProjectionDim: int("pooled_projection_dim"),
     guidanceEmbeds: Boolean(get("guidance_embeds")),
-    axesDimsRope: axes as [number, number, number],
+    axesDimsRope: axes,
   };
 }

@@ -1,3 +1,4 @@
+import { configReader, ropeAxes } from "./config-reader.js";
 import { ModelConfigError } from "./model-config-error.js";
 
 /** The diffusers `transformer/config.json` of a QwenImageTransformer2DModel (Qwen-Image, -Edit, -Edit-2509). */
@@ -39,14 +40,7 @@ export function parseQwenImageTransformerConfig(
   json: Record<string, unknown>,
   source = "config.json",
 ): QwenImageTransformerConfig {
-  const get = (k: string) => (k in json ? json[k] : DEFAULTS[k]);
-  const int = (k: string): number => {
-    const v = get(k);
-    if (typeof v !== "number" || !Number.isInteger(v) || v <= 0) {
-      throw new ModelConfigError(`${source}: "${k}" must be a positive integer, got ${JSON.stringify(v)}`);
-    }
-    return v;
-  };
+  const { get, int } = configReader(json, DEFAULTS, source);
   for (const flag of UNSUPPORTED_FLAGS) {
     if (get(flag)) {
       throw new ModelConfigError(
@@ -55,23 +49,8 @@ export function parseQwenImageTransformerConfig(
       );
     }
   }
-  const axes = get("axes_dims_rope");
-  if (
-    !Array.isArray(axes) ||
-    axes.length !== 3 ||
-    !axes.every((a) => Number.isInteger(a) && a > 0 && a % 2 === 0)
-  ) {
-    throw new ModelConfigError(
-      `${source}: "axes_dims_rope" must be three positive even integers, got ${JSON.stringify(axes)}`,
-    );
-  }
   const headDim = int("attention_head_dim");
-  const axesSum = axes.reduce((a: number, b: number) => a + b, 0);
-  if (axesSum !== headDim) {
-    throw new ModelConfigError(
-      `${source}: "axes_dims_rope" must sum to attention_head_dim (${headDim}), got ${axesSum}`,
-    );
-  }
+  const axes = ropeAxes(get("axes_dims_rope"), headDim, source);
   const inChannels = int("in_channels");
   // diffusers: out_channels or in_channels.
   const outChannels = get("out_channels") == null ? inChannels : int("out_channels");
@@ -83,6 +62,6 @@ export function parseQwenImageTransformerConfig(
     attentionHeadDim: headDim,
     numAttentionHeads: int("num_attention_heads"),
     jointAttentionDim: int("joint_attention_dim"),
-    axesDimsRope: axes as [number, number, number],
+    axesDimsRope: axes,
   };
 }

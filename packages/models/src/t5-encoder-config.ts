@@ -1,3 +1,4 @@
+import { configReader } from "./config-reader.js";
 import { ModelConfigError } from "./model-config-error.js";
 
 /** The transformers `config.json` of a T5EncoderModel (FLUX's `text_encoder_2/`, T5 v1.1 XXL). */
@@ -32,14 +33,7 @@ const FEED_FORWARD = new Set(["gated-gelu", "relu", "gated-relu", "gelu"]);
 
 /** Reads a T5Config object, filling transformers' defaults; `source` names the file in errors. */
 export function parseT5EncoderConfig(json: Record<string, unknown>, source = "config.json"): T5EncoderConfig {
-  const get = (k: string) => (k in json ? json[k] : DEFAULTS[k]);
-  const int = (k: string): number => {
-    const v = get(k);
-    if (typeof v !== "number" || !Number.isInteger(v) || v <= 0) {
-      throw new ModelConfigError(`${source}: "${k}" must be a positive integer, got ${JSON.stringify(v)}`);
-    }
-    return v;
-  };
+  const { get, int } = configReader(json, DEFAULTS, source);
   const ff = get("feed_forward_proj");
   if (typeof ff !== "string" || !FEED_FORWARD.has(ff)) {
     throw new ModelConfigError(
