@@ -14,13 +14,14 @@ import {
   buildTinyVelocity,
   InputWeights,
   initTinyWeights,
-  TINY_IMAGE_TOKENS,
   TINY_TEXT_TOKENS,
   TINY_TOKEN_CHANNELS,
   TINY_TRANSFORMER_CONFIG_JSON,
 } from "../dist/index.js";
 
 const REPS = Number(process.env.PERF_REPS ?? 7);
+// The anchor's shape (a 32×32 image in 2×2 patches), not the adapter's 16×16: the PyTorch figures are for it.
+const TINY_IMAGE_TOKENS = 256;
 const V = VOCABULARY.length;
 const PYTORCH = { forward: [413, 496], train: [864, 1087] };
 const config = parseFluxTransformerConfig(TINY_TRANSFORMER_CONFIG_JSON);

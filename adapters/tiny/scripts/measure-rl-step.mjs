@@ -6,13 +6,13 @@
 import { DEFAULT_NFT_SETTINGS, Rng } from "@edit-r1/core";
 import { closeDefaultRuntime } from "@edit-r1/engine";
 import { generateEdits } from "@edit-r1/shapes";
-import { loadTinyAdapter, verifierScore } from "../dist/index.js";
+import { loadTinyAdapter, TINY_IMAGE_SIZE, TINY_LATENT_SIZE, verifierScore } from "../dist/index.js";
 
 const m = Number(process.argv[2] ?? 4);
 const K = Number(process.argv[3] ?? 8);
 const micro = Number(process.argv[4] ?? 8);
 const adapter = await loadTinyAdapter();
-const prompts = generateEdits({ seed: 1, count: m, split: "train" });
+const prompts = generateEdits({ seed: 1, count: m, split: "train", size: TINY_IMAGE_SIZE });
 const requests = prompts.flatMap((e) =>
   Array.from({ length: K }, (_, k) => ({
     key: `${e.key}#${k}`,
@@ -21,7 +21,7 @@ const requests = prompts.flatMap((e) =>
   })),
 );
 const theta = adapter.initialParameters();
-const D = 32 * 32 * 3;
+const D = TINY_LATENT_SIZE;
 const rng = new Rng(0);
 const sec = (t0) => ((performance.now() - t0) / 1000).toFixed(2);
 

@@ -20,6 +20,7 @@ import { packImage } from "./pack-image.js";
 import { tinyConditions } from "./tiny-conditions.js";
 import {
   defaultTinyModelConfig,
+  TINY_IMAGE_SIZE,
   TINY_IMAGE_TOKENS,
   TINY_LATENT_SIZE,
   TINY_TOKEN_CHANNELS,
@@ -46,7 +47,7 @@ export interface PretrainOptions {
   steps: number;
   /** Everything random (data, t, noise, initial weights) derives from it. Default 0. */
   seed?: number;
-  /** Train pairs per step. Default 8. */
+  /** Train pairs per step. Default 32. */
   batchSize?: number;
   /** Constant AdamW learning rate. Default 5e-4. */
   lr?: number;
@@ -81,7 +82,12 @@ function streamSeed(seed: number, stream: string): number {
 
 /** The training pairs of one step: depends only on (seed, step), which makes resuming exact. */
 export function pretrainBatch(seed: number, step: number, batchSize: number): ShapesEdit[] {
-  return generateEdits({ seed: streamSeed(seed, `pretrain/data/${step}`), count: batchSize, split: "train" });
+  return generateEdits({
+    seed: streamSeed(seed, `pretrain/data/${step}`),
+    count: batchSize,
+    split: "train",
+    size: TINY_IMAGE_SIZE,
+  });
 }
 
 /**
@@ -93,7 +99,7 @@ export function pretrainBatch(seed: number, step: number, batchSize: number): Sh
  */
 export async function pretrainTiny(options: PretrainOptions): Promise<PretrainResult> {
   const seed = options.seed ?? 0;
-  const batchSize = options.batchSize ?? 8;
+  const batchSize = options.batchSize ?? 32;
   const lr = options.lr ?? 5e-4;
   const maxGradNorm = options.maxGradNorm ?? 1;
   const checkpointEvery = options.checkpointEvery ?? 100;

@@ -14,6 +14,7 @@ import { closeDefaultRuntime } from "@edit-r1/engine";
 import { generateEdits, parseRequirement, renderScene, verify } from "@edit-r1/shapes";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadTinyAdapter, type TinyAdapter, tinyAdapter, writeTinyTrainData } from "./tiny-adapter.js";
+import { TINY_IMAGE_SIZE } from "./tiny-config.js";
 import { readTinyLora } from "./tiny-lora-file.js";
 
 let dir: string;
@@ -28,7 +29,12 @@ afterAll(async () => {
   await closeDefaultRuntime();
 });
 
-const requests: EditRequest[] = generateEdits({ seed: 4, count: 2, split: "heldout" }).map((e) => ({
+const requests: EditRequest[] = generateEdits({
+  seed: 4,
+  count: 2,
+  split: "heldout",
+  size: TINY_IMAGE_SIZE,
+}).map((e) => ({
   key: e.key,
   instruction: e.instruction,
   source: e.source,
@@ -75,19 +81,21 @@ describe("tinyAdapter (core Adapter)", () => {
   });
 });
 
+// The exact verifier as the reward: the requirement tag carries the target.
+const verifierReward: Reward = {
+  name: "verifier",
+  score: async (batch) =>
+    batch.map((item) => {
+      const { target } = parseRequirement(item.requirement!);
+      const score = verify(item.edited, renderScene(target), item.source);
+      return { score, components: { verifier: score } };
+    }),
+};
+
 describe("core's train() on the tiny adapter", () => {
   it("runs an Edit-R1 step end to end and exports the EMA LoRA", async () => {
-    // The exact verifier as the reward: the requirement tag carries the target.
-    const reward: Reward = {
-      name: "verifier",
-      score: async (batch) =>
-        batch.map((item) => {
-          const { target } = parseRequirement(item.requirement!);
-          const score = verify(item.edited, renderScene(target), item.source);
-          return { score, components: { verifier: score } };
-        }),
-    };
-    const prompts = generateEdits({ seed: 8, count: 4, split: "train" }).map((e) => ({
+    const reward = verifierReward;
+    const prompts = generateEdits({ seed: 8, count: 4, split: "train", size: TINY_IMAGE_SIZE }).map((e) => ({
       key: e.key,
       instruction: e.instruction,
       source: e.source,
@@ -122,4 +130,54 @@ describe("core's train() on the tiny adapter", () => {
     );
     expect(movedB).toBe(true);
   });
+});
+
+describe("a short seeded Edit-R1 run on the tiny adapter", () => {
+  it("raises the verifier score of its prompts, measured on noise it never trained on", async () => {
+    const edits = generateEdits({ seed: 0, count: 16, split: "train", size: TINY_IMAGE_SIZE });
+    // Two prompts the base half-solves: a removal and a move (room to improve either way).
+    const chosen = ["remove", "move"].map((c) => edits.find((e) => e.category === c)!);
+    const prompts = chosen.map((e) => ({
+      key: e.key,
+      instruction: e.instruction,
+      source: e.source,
+      requirement: e.requirement,
+    }));
+    // 8 evaluation seeds per prompt, apart from the rollout noise (that comes from the train seed's stream).
+    const score = async (lora?: Record<string, Float32Array>) => {
+      let sum = 0;
+      for (let seed = 100; seed < 108; seed++) {
+        const images = await policy.editor({ seed, ...(lora ? { lora } : {}) }).edit(prompts);
+        images.forEach((img, i) => {
+          sum += verify(img, chosen[i]!.target, chosen[i]!.source);
+        });
+      }
+      return sum / (8 * prompts.length);
+    };
+    const before = await score();
+    const result = await train({
+      policy,
+      sampler: policy.defaultSampler,
+      reward: verifierReward,
+      prompts: promptSetFromRequests(prompts),
+      outDir: join(dir, "short-run"),
+      config: {
+        seed: 3,
+        steps: 10,
+        promptsPerBatch: 2,
+        groupSize: 8,
+        rolloutBatches: 1,
+        trainBatchSize: 16,
+        timestepFraction: 0.34,
+        optimizer: { lr: 2e-3 },
+        filter: { enabled: false },
+        checkpointEvery: 10,
+        sampleGridEvery: 0,
+      },
+      progress: null,
+    });
+    const after = await score(result.params);
+    console.log(`short run: verifier ${before.toFixed(3)} → ${after.toFixed(3)}`);
+    expect(after).toBeGreaterThan(before + 0.05);
+  }, 120_000);
 });

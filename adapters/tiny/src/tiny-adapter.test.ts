@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TinyAdapterError } from "./errors.js";
 import { initTinyWeights, tinyWeightShapes } from "./init-weights.js";
 import { loadTinyAdapter, type TinyAdapter } from "./tiny-adapter.js";
-import { TINY_LATENT_SIZE } from "./tiny-config.js";
+import { TINY_IMAGE_SIZE, TINY_LATENT_SIZE } from "./tiny-config.js";
 import { readTinyWeights } from "./tiny-weights.js";
 import { verifierScore } from "./verifier-score.js";
 
@@ -19,7 +19,7 @@ afterAll(async () => {
 });
 
 const requestsOf = (count: number, seed = 11): EditRequest[] =>
-  generateEdits({ seed, count, split: "heldout" }).map((e) => ({
+  generateEdits({ seed, count, split: "heldout", size: TINY_IMAGE_SIZE }).map((e) => ({
     key: e.key,
     instruction: e.instruction,
     source: e.source,
@@ -57,7 +57,7 @@ describe("shipped weights", () => {
 
 describe("TinyAdapter as a TrainablePolicy", () => {
   it("declares its capabilities and schedule", () => {
-    expect(adapter.capabilities.resolutions).toEqual([[32, 32]]);
+    expect(adapter.capabilities.resolutions).toEqual([[16, 16]]);
     expect(adapter.capabilities.guidance).toBe("none");
     const requests = requestsOf(2);
     expect(adapter.latentSize(requests[0]!)).toBe(TINY_LATENT_SIZE);
@@ -70,10 +70,10 @@ describe("TinyAdapter as a TrainablePolicy", () => {
 
   it("rejects other image sizes and unknown words, saying what to do", () => {
     const [r] = requestsOf(1);
-    const small = { ...r!, source: { width: 16, height: 16, data: new Uint8Array(16 * 16 * 3) } };
+    const small = { ...r!, source: { width: 32, height: 32, data: new Uint8Array(32 * 32 * 3) } };
     expect(() => adapter.latentSize(small)).toThrow(TinyAdapterError);
     expect(() => adapter.velocity([small], adapter.initialParameters())).toThrow(
-      /32×32 images only, got 16×16/,
+      /16×16 images only, got 32×32/,
     );
     const odd = { ...r!, instruction: "paint the circle mauve" };
     expect(() => adapter.velocity([odd], adapter.initialParameters())).toThrow(/"paint", "mauve"/);
@@ -138,12 +138,12 @@ describe("TinyAdapter as a TrainablePolicy", () => {
     expect(bNorm).toBeGreaterThan(0);
   }, 60_000);
 
-  it("decodes latents to clamped 32×32 images and rolls out through its velocity", async () => {
+  it("decodes latents to clamped 16×16 images and rolls out through its velocity", async () => {
     const requests = requestsOf(2);
     const images = await adapter.decode(new Float32Array(2 * TINY_LATENT_SIZE).fill(2), requests);
     expect(images.map((i) => [i.width, i.height])).toEqual([
-      [32, 32],
-      [32, 32],
+      [16, 16],
+      [16, 16],
     ]);
     expect(images[0]!.data.every((v) => v === 255)).toBe(true);
     const noise = new Rng(2).normals(2 * TINY_LATENT_SIZE);

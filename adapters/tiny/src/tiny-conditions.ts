@@ -12,7 +12,7 @@ export interface TinyConditions {
   text: Float32Array;
 }
 
-/** Throws a TinyAdapterError unless the request's source image is 32×32 RGB. */
+/** Throws a TinyAdapterError unless the request's source image is TINY_IMAGE_SIZE² RGB. */
 export function checkTinyImage(request: EditRequest): void {
   const { width, height, data } = request.source;
   if (width !== TINY_IMAGE_SIZE || height !== TINY_IMAGE_SIZE) {

@@ -3,7 +3,7 @@ import { closeDefaultRuntime, compile, evaluate, Graph } from "@edit-r1/engine";
 import { memoryWeightSource, parseFluxTransformerConfig } from "@edit-r1/models";
 import { afterAll, describe, expect, it } from "vitest";
 import { initTinyWeights, tinyWeightShapes } from "./init-weights.js";
-import { TINY_TRANSFORMER_CONFIG_JSON } from "./tiny-config.js";
+import { TINY_IMAGE_TOKENS, TINY_TRANSFORMER_CONFIG_JSON } from "./tiny-config.js";
 import { buildTinyVelocity, TEXT_EMBEDDING_KEY, TEXT_POSITION_KEY, tinyImageIds } from "./tiny-velocity.js";
 
 afterAll(async () => {
@@ -11,6 +11,8 @@ afterAll(async () => {
 });
 
 // A smaller config than the shipped one, so the interpreter (float64 JS) stays fast.
+/** Image tokens of the adapter's 16×16 images (an 8×8 grid of 2×2 patches). */
+const N = TINY_IMAGE_TOKENS;
 const config = parseFluxTransformerConfig({
   ...TINY_TRANSFORMER_CONFIG_JSON,
   num_layers: 1,
@@ -47,9 +49,9 @@ function build() {
   const g = new Graph();
   const f = (name: string, shape: number[]) => g.input(name, "float32", shape);
   const inputs = {
-    xt: f("xt", [B, 256, 12]),
+    xt: f("xt", [B, N, 12]),
     t: f("t", [B]),
-    context: f("context", [B, 256, 12]),
+    context: f("context", [B, N, 12]),
     text: f("text", [B, T, V]),
   };
   return { g, ...buildTinyVelocity(g, config, randomSource(3), inputs) };
@@ -68,9 +70,9 @@ function feeds(
     for (const [i, id] of ids.entries()) text[(b * T + i) * V + id] = 1;
   }
   return {
-    xt: rng.normals(B * 256 * 12),
+    xt: rng.normals(B * N * 12),
     t: Float32Array.of(0.3, 0.9),
-    context: rng.normals(B * 256 * 12),
+    context: rng.normals(B * N * 12),
     text,
   };
 }
@@ -91,20 +93,23 @@ describe("buildTinyVelocity", () => {
 
   it("gives Kontext position ids: target (0, r, c) then context (1, r, c)", () => {
     const ids = tinyImageIds();
-    expect(ids.length).toBe(512 * 3);
-    expect([...ids.subarray(17 * 3, 18 * 3)]).toEqual([0, 1, 1]);
-    expect([...ids.subarray((256 + 17) * 3, (256 + 18) * 3)]).toEqual([1, 1, 1]);
+    expect(ids.length).toBe(2 * N * 3);
+    // Token 17 of the 8×8 grid is row 2, column 1.
+    expect([...ids.subarray(17 * 3, 18 * 3)]).toEqual([0, 2, 1]);
+    expect([...ids.subarray((N + 17) * 3, (N + 18) * 3)]).toEqual([1, 2, 1]);
+    // The 16×16 grid of perf-anchors' 32×32 shape: token 17 is row 1, column 1.
+    expect([...tinyImageIds(16).subarray((256 + 17) * 3, (256 + 18) * 3)]).toEqual([1, 1, 1]);
   });
 
   it("runs on onnxruntime with the right shape, matching the float64 interpreter", async () => {
     const { g, velocity } = build();
-    expect(velocity.shape).toEqual([B, 256, 12]);
+    expect(velocity.shape).toEqual([B, N, 12]);
     const f = feeds(1);
     const [ref] = evaluate(g, f, [velocity]);
     const session = await compile(g, { outputs: { v: velocity } });
     try {
       const v = (await session.run(f)).v as Float32Array;
-      expect(v.length).toBe(B * 256 * 12);
+      expect(v.length).toBe(B * N * 12);
       let num = 0;
       let den = 0;
       for (let i = 0; i < v.length; i++) {
@@ -140,7 +145,7 @@ describe("buildTinyVelocity", () => {
     };
     expect(diff(v0!, v1!)).toBeGreaterThan(1e-3);
     // Changing sample 0's first word changes sample 0 only.
-    const half = 256 * 12;
+    const half = N * 12;
     expect(diff(v0!, v2!, 0, half)).toBeGreaterThan(1e-3);
     expect(diff(v0!, v2!, half)).toBe(0);
   }, 60_000);

@@ -9,7 +9,7 @@ import {
   type WeightSource,
 } from "@edit-r1/models";
 import { TinyAdapterError } from "./errors.js";
-import { TINY_GRID, TINY_IMAGE_TOKENS } from "./tiny-config.js";
+import { TINY_GRID } from "./tiny-config.js";
 
 /** Symbolic inputs of one tiny velocity evaluation. */
 export interface TinyVelocityInputs {
@@ -27,15 +27,16 @@ export const TEXT_EMBEDDING_KEY = "text_embedding.weight";
 export const TEXT_POSITION_KEY = "text_position.weight";
 
 /**
- * Position ids of the joint image sequence [2·256, 3]: target tokens (0, r, c) then context tokens (1, r, c),
+ * Position ids of the joint image sequence [2·grid², 3]: target tokens (0, r, c) then context tokens (1, r, c),
  * FLUX-Kontext's convention (models.md §2.3): the context shares the target's grid, only the first axis differs.
  */
-export function tinyImageIds(): Float32Array {
-  const ids = new Float32Array(2 * TINY_IMAGE_TOKENS * 3);
+export function tinyImageIds(grid: number = TINY_GRID): Float32Array {
+  const tokens = grid * grid;
+  const ids = new Float32Array(2 * tokens * 3);
   for (let index = 0; index < 2; index++) {
-    for (let r = 0; r < TINY_GRID; r++) {
-      for (let c = 0; c < TINY_GRID; c++) {
-        const at = (index * TINY_IMAGE_TOKENS + r * TINY_GRID + c) * 3;
+    for (let r = 0; r < grid; r++) {
+      for (let c = 0; c < grid; c++) {
+        const at = (index * tokens + r * grid + c) * 3;
         ids[at] = index;
         ids[at + 1] = r;
         ids[at + 2] = c;
@@ -46,8 +47,9 @@ export function tinyImageIds(): Float32Array {
 }
 
 /**
- * The tiny editor's velocity v(x_t, σ | source, instruction) [B, 256, 12] as a graph: the FLUX transformer with
- * the source tokens appended after the noisy ones (Kontext), output cut back to the noisy tokens.
+ * The tiny editor's velocity v(x_t, σ | source, instruction) [B, N, 12] as a graph: the FLUX transformer with
+ * the source tokens appended after the noisy ones (Kontext), output cut back to the noisy tokens. N is the
+ * square grid of `inputs.xt` (64 for the adapter's 16×16 images; perf runs the 256-token anchor shape).
  *
  * The "text encoder" is a word embedding plus a learned position embedding (FLUX gives text tokens no rotary
  * position, and word order matters: "replace the red circle with a square"), and the pooled vector is the
@@ -68,6 +70,11 @@ export function buildTinyVelocity(
   }
   const bound = graphWeights(g, weights, options.dtype === undefined ? {} : { dtype: options.dtype });
   const [batch, textTokens, vocab] = inputs.text.shape as [number, number, number];
+  const imageTokens = inputs.xt.shape[1]!;
+  const grid = Math.round(Math.sqrt(imageTokens));
+  if (grid * grid !== imageTokens) {
+    throw new TinyAdapterError(`tiny velocity: ${imageTokens} image tokens do not form a square grid.`);
+  }
   const width = config.jointAttentionDim;
   const { encoderHiddenStates, pooled } = g.scope("text_encoder", () => {
     const table = bound.get(TEXT_EMBEDDING_KEY, [vocab, width]);
@@ -91,12 +98,12 @@ export function buildTinyVelocity(
       encoderHiddenStates,
       pooledProjections: pooled,
       timestep: inputs.t,
-      imgIds: g.constant(tinyImageIds(), [2 * TINY_IMAGE_TOKENS, 3]),
+      imgIds: g.constant(tinyImageIds(grid), [2 * imageTokens, 3]),
       txtIds: g.constant(new Float32Array(textTokens * 3), [textTokens, 3]),
     },
     options,
   );
   // Kontext keeps only the noisy tokens' prediction; the context tokens' outputs are discarded.
-  const velocity = ops.slice(sample, [0], [TINY_IMAGE_TOKENS], [1]);
+  const velocity = ops.slice(sample, [0], [imageTokens], [1]);
   return { velocity, lora };
 }

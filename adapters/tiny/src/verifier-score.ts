@@ -1,5 +1,6 @@
 import type { Editor } from "@edit-r1/core";
 import { generateEdits, verify } from "@edit-r1/shapes";
+import { TINY_IMAGE_SIZE } from "./tiny-config.js";
 
 export interface VerifierScore {
   mean: number;
@@ -20,6 +21,7 @@ export async function verifierScore(
     seed: options.seed ?? 0,
     count: options.count ?? 64,
     split: options.split ?? "heldout",
+    size: TINY_IMAGE_SIZE,
   });
   const images = await editor.edit(
     edits.map((e) => ({

@@ -1,12 +1,12 @@
 /**
  * End to end with a real adapter: the embedded tiny model edits an ImgEdit-format suite made from
- * shapes-world edits (its vocabulary and 32×32 canvas), a scripted judge on loopback scores it and
+ * shapes-world edits (its vocabulary and 16×16 canvas), a scripted judge on loopback scores it and
  * fails some calls, and an interrupted run resumes without editing anything twice.
  */
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { tinyAdapter } from "@edit-r1/adapter-tiny";
+import { TINY_IMAGE_SIZE, tinyAdapter } from "@edit-r1/adapter-tiny";
 import type { Editor } from "@edit-r1/core";
 import { closeDefaultRuntime } from "@edit-r1/engine";
 import { createScriptedJudge, type JudgeServer, startJudgeServer } from "@edit-r1/rewards";
@@ -25,7 +25,7 @@ const EDIT_TYPE: Record<string, string> = { move: "action" };
 
 async function writeShapesSuite() {
   const dir = mkdtempSync(join(tmpdir(), "imgedit-tiny-"));
-  const edits = generateEdits({ seed: 3, count: 8, split: "heldout" });
+  const edits = generateEdits({ seed: 3, count: 8, split: "heldout", size: TINY_IMAGE_SIZE });
   const entries: Record<string, { id: string; prompt: string; edit_type: string }> = {};
   edits.forEach((e, i) => {
     const id = `${e.category}/${e.key}.png`;

@@ -20,11 +20,11 @@ export interface ShapesBenchmarkOptions {
   count?: number;
   /** Seed of the held-out stream; the default is the published benchmark. */
   seed?: number;
-  /** Canvas size in pixels (the tiny adapter works at 32). */
+  /** Canvas size in pixels (the embedded tiny adapter works at 16). */
   size?: number;
 }
 
-export const SHAPES_BENCHMARK_DEFAULTS = { count: 64, seed: 20251016, size: 32 } as const;
+export const SHAPES_BENCHMARK_DEFAULTS = { count: 64, seed: 20251016, size: 16 } as const;
 
 /**
  * The embedded default's benchmark: held-out shapes-world edits scored by the exact verifier (no judge, so no

@@ -80,7 +80,7 @@ export const COMMANDS: readonly Command[] = [
     name: "pretrain",
     summary: "pretrain the embedded tiny model by supervised flow matching (seeded, resumable)",
     usage:
-      "edit-r1 pretrain [--adapter tiny] [--steps 1250] [--seed 0] [--batch 8] [--lr 1e-3] [--out runs/pretrain-tiny]",
+      "edit-r1 pretrain [--adapter tiny] [--steps 1250] [--seed 0] [--batch 32] [--lr 1e-3] [--out runs/pretrain-tiny]",
     options: {
       adapter: { type: "string" },
       steps: { type: "string" },

@@ -191,6 +191,83 @@ describe("train (toy policy)", () => {
     ]);
   });
 
+  it("gives the members of a group the same training noise and timesteps, unless trainNoise is sample", async () => {
+    const seen = async (trainNoise: "group" | "sample") => {
+      const policy = new ToyFlowPolicy();
+      const draws: { key: string; t: number; noise: string }[] = [];
+      const inner = policy.lossAndGradients.bind(policy);
+      policy.lossAndGradients = (batch, params, old) => {
+        const dim = batch.noise.length / batch.requests.length;
+        batch.requests.forEach((r, i) => {
+          const noise = Array.from(batch.noise.subarray(i * dim, (i + 1) * dim)).join(",");
+          draws.push({ key: r.key, t: batch.t[i]!, noise });
+        });
+        return inner(batch, params, old);
+      };
+      await train({
+        policy,
+        sampler: new EulerSampler(),
+        reward: new ToyRegionReward(),
+        prompts,
+        outDir: tempDir(),
+        config: { ...toyConfig, steps: 1, timestepFraction: 0.5, trainNoise },
+        progress: null,
+      });
+      return draws;
+    };
+    // Per trained timestep j, every member of a group sees one (t, noise); the pairs differ between groups.
+    const distinctPerGroup = (draws: { key: string; t: number; noise: string }[]) => {
+      const byKey = new Map<string, Set<string>>();
+      for (const d of draws) {
+        const set = byKey.get(d.key) ?? new Set<string>();
+        set.add(`${d.t}|${d.noise}`);
+        byKey.set(d.key, set);
+      }
+      return byKey;
+    };
+    const group = distinctPerGroup(await seen("group"));
+    const sample = distinctPerGroup(await seen("sample"));
+    const timesteps = Math.floor((new ToyFlowPolicy().sigmas(requests).length - 1) * 0.5);
+    for (const set of group.values()) expect(set.size).toBe(timesteps);
+    expect(new Set([...group.values()].flatMap((s) => [...s])).size).toBe(group.size * timesteps);
+    // Per sample: each of the 2 × 8 rollouts of a prompt (two rollout batches) brings its own draws.
+    for (const set of sample.values()) expect(set.size).toBeGreaterThan(timesteps);
+  });
+
+  it("runs no training pass on the samples the group filter masks", async () => {
+    const policy = new ToyFlowPolicy();
+    const trained: string[] = [];
+    const inner = policy.lossAndGradients.bind(policy);
+    policy.lossAndGradients = (batch, params, old) => {
+      trained.push(...batch.requests.map((r) => r.key));
+      return inner(batch, params, old);
+    };
+    const toy = new ToyRegionReward();
+    // Prompt p0 always scores 0.5: a zero-spread group, which the filter masks.
+    const reward: Reward = {
+      name: "half-constant",
+      async score(batch: RewardInput[]) {
+        const scored = await toy.score(batch);
+        return scored.map((o, i) => (batch[i]!.key === "p0" ? { ...o, score: 0.5 } : o));
+      },
+    };
+    const result = await train({
+      policy,
+      sampler: new EulerSampler(),
+      reward,
+      prompts,
+      outDir: tempDir(),
+      config: { ...toyConfig, steps: 3, promptsPerBatch: 4, rolloutBatches: 1, filter: { enabled: true } },
+      progress: null,
+    });
+    expect(trained.length).toBeGreaterThan(0);
+    expect(trained).not.toContain("p0");
+    for (const m of result.metrics) {
+      expect(m.trainedSamples).toBe(Math.round(m.samples * (1 - m.filteredFraction)));
+      expect(m.filteredFraction).toBeGreaterThanOrEqual(0.25);
+    }
+  });
+
   it("refuses to overwrite a run folder without resume", async () => {
     const outDir = tempDir();
     const cfg = { ...toyConfig, steps: 1 };

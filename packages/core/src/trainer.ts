@@ -38,6 +38,13 @@ export interface TrainConfig {
   trainBatchSize: number;
   /** Share of the sampler's sigmas each sample trains on: int(n · fraction), at least 1. */
   timestepFraction: number;
+  /**
+   * How the training pass draws each sample's timesteps and forward-process noise. "group": the members of a
+   * group share them (common random numbers). A group's advantages sum to zero, so the part of the
+   * flow-matching gradient that all members share cancels and what is left is what their images differ in;
+   * the per-sample draws of "sample" (the reference implementation's) add that shared part back as noise.
+   */
+  trainNoise: "group" | "sample";
   nft: NftSettings;
   /** Low-variance group filter; `enabled: false` trains every group. */
   filter: GroupFilterSettings & { enabled: boolean; banPrompts: boolean };
@@ -61,6 +68,7 @@ export const DEFAULT_TRAIN_CONFIG: TrainConfig = {
   rolloutBatches: 2,
   trainBatchSize: 3,
   timestepFraction: 0.99,
+  trainNoise: "group",
   nft: DEFAULT_NFT_SETTINGS,
   filter: { ...DEFAULT_GROUP_FILTER, enabled: true, banPrompts: true },
   optimizer: DEFAULT_ADAMW,
@@ -108,9 +116,23 @@ export function resolveTrainConfig(input: TrainConfigInput = {}): TrainConfig {
     );
   if (!(c.timestepFraction > 0 && c.timestepFraction <= 1))
     throw new ConfigError(`train config timestepFraction must lie in (0, 1], got ${c.timestepFraction}`);
+  if (c.trainNoise !== "group" && c.trainNoise !== "sample")
+    throw new ConfigError(
+      `train config trainNoise must be "group" or "sample", got ${JSON.stringify(c.trainNoise)}`,
+    );
   if (!(c.maxGradNorm > 0))
     throw new ConfigError(`train config maxGradNorm must be positive, got ${c.maxGradNorm}`);
   return c;
+}
+
+function concatNoise(parts: readonly Float32Array[]): Float32Array {
+  const out = new Float32Array(parts.reduce((acc, p) => acc + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
 }
 
 /** Everything logged for one optimizer step (one line of metrics.jsonl). */
@@ -124,6 +146,8 @@ export interface StepMetrics {
   rewardComponents: Record<string, number>;
   groupCount: number;
   filteredFraction: number;
+  /** Samples the training passes ran on (the unfiltered ones). */
+  trainedSamples: number;
   newlyBanned: number;
   bannedTotal: number;
   loss: number;
@@ -448,13 +472,27 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     if (samples.some((s) => s.sigmas.length - 1 !== n))
       throw new ConfigError("all rollouts of one step must use the same number of sampler steps");
     const numT = Math.max(1, Math.floor(n * config.timestepFraction));
-    const timeOrder = samples.map(() => rngTrain.permutation(n));
-    const order = rngTrain.permutation(samples.length);
+    // Each sample's timestep order and its noise at each trained timestep, drawn once per group or per sample.
+    const drawKeys = config.trainNoise === "group" ? keys : samples.map((_, i) => String(i));
+    const draws = new Map<string, { timeOrder: number[]; noise: Float32Array[] }>();
+    for (let i = 0; i < samples.length; i++) {
+      if (draws.has(drawKeys[i]!)) continue;
+      const dim = samples[i]!.x0.length;
+      const timeOrder = rngTrain.permutation(n);
+      draws.set(drawKeys[i]!, {
+        timeOrder,
+        noise: Array.from({ length: numT }, () => rngTrain.normals(dim)),
+      });
+    }
+    const drawOf = (s: number) => draws.get(drawKeys[s]!)!;
+    // A masked sample's loss and gradient are exactly zero (as in the reference, which still runs it), so
+    // the filtered groups are left out of the passes altogether.
+    const order = rngTrain.permutation(samples.length).filter((s) => validMask[s] === 1);
     const microBatches: number[][] = [];
     for (let i = 0; i < order.length; i += config.trainBatchSize)
       microBatches.push(order.slice(i, i + config.trainBatchSize));
     const grads = zerosLike(params);
-    const scale = 1 / (microBatches.length * numT);
+    const scale = 1 / (Math.max(1, microBatches.length) * numT);
     let lossSum = 0;
     let policySum = 0;
     let klSum = 0;
@@ -468,8 +506,8 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
         const batch: NftBatch = {
           requests: mb.map((s) => samples[s]!.request),
           x0,
-          noise: rngTrain.normals(mb.length * dim),
-          t: Float64Array.from(mb.map((s) => samples[s]!.sigmas[timeOrder[s]![j]!]!)),
+          noise: concatNoise(mb.map((s) => drawOf(s).noise[j]!)),
+          t: Float64Array.from(mb.map((s) => samples[s]!.sigmas[drawOf(s).timeOrder[j]!]!)),
           advantages: Float64Array.from(mb.map((s) => stats.advantages[s]!)),
           validMask: Uint8Array.from(mb.map((s) => validMask[s]!)),
           settings: config.nft,
@@ -525,6 +563,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     const record: StepMetrics = {
       step,
       samples: samples.length,
+      trainedSamples: order.length,
       rewardMean,
       rewardStd,
       rewardMin: Math.min(...rewards),

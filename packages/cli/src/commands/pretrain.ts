@@ -19,7 +19,7 @@ export async function pretrain(ctx: CommandContext): Promise<number> {
   const result = await pretrainTiny({
     steps,
     seed: intFlag(ctx, "seed") ?? 0,
-    batchSize: intFlag(ctx, "batch", 1) ?? 8,
+    batchSize: intFlag(ctx, "batch", 1) ?? 32,
     lr: numberFlag(ctx, "lr") ?? 1e-3,
     out,
     resume: true,
