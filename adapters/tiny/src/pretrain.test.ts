@@ -4,20 +4,11 @@ import { join } from "node:path";
 import { closeDefaultRuntime, openSafetensors } from "@edit-r1/engine";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PRETRAIN_STATE_FILE, pretrainBatch, pretrainTiny } from "./pretrain.js";
-import { TINY_TRANSFORMER_CONFIG_JSON } from "./tiny-config.js";
+import { MICRO_TRANSFORMER_CONFIG_JSON } from "./test-micro-config.js";
 import { readTinyWeights } from "./tiny-weights.js";
 
 // A micro transformer: the point is the training loop, not the model.
-const transformer = {
-  ...TINY_TRANSFORMER_CONFIG_JSON,
-  num_layers: 1,
-  num_single_layers: 1,
-  num_attention_heads: 2,
-  attention_head_dim: 8,
-  joint_attention_dim: 16,
-  pooled_projection_dim: 16,
-  axes_dims_rope: [2, 2, 4],
-};
+const transformer = MICRO_TRANSFORMER_CONFIG_JSON;
 
 let dir: string;
 beforeAll(async () => {

@@ -3,7 +3,8 @@ import { closeDefaultRuntime, compile, evaluate, Graph } from "@edit-r1/engine";
 import { memoryWeightSource, parseFluxTransformerConfig } from "@edit-r1/models";
 import { afterAll, describe, expect, it } from "vitest";
 import { initTinyWeights, tinyWeightShapes } from "./init-weights.js";
-import { TINY_IMAGE_TOKENS, TINY_TRANSFORMER_CONFIG_JSON } from "./tiny-config.js";
+import { MICRO_TRANSFORMER_CONFIG_JSON } from "./test-micro-config.js";
+import { TINY_IMAGE_TOKENS } from "./tiny-config.js";
 import { buildTinyVelocity, TEXT_EMBEDDING_KEY, TEXT_POSITION_KEY, tinyImageIds } from "./tiny-velocity.js";
 
 afterAll(async () => {
@@ -13,16 +14,7 @@ afterAll(async () => {
 // A smaller config than the shipped one, so the interpreter (float64 JS) stays fast.
 /** Image tokens of the adapter's 16×16 images (an 8×8 grid of 2×2 patches). */
 const N = TINY_IMAGE_TOKENS;
-const config = parseFluxTransformerConfig({
-  ...TINY_TRANSFORMER_CONFIG_JSON,
-  num_layers: 1,
-  num_single_layers: 1,
-  num_attention_heads: 2,
-  attention_head_dim: 8,
-  joint_attention_dim: 16,
-  pooled_projection_dim: 16,
-  axes_dims_rope: [2, 2, 4],
-});
+const config = parseFluxTransformerConfig(MICRO_TRANSFORMER_CONFIG_JSON);
 const V = 6;
 const T = 4;
 const B = 2;

@@ -125,16 +125,6 @@ export function resolveTrainConfig(input: TrainConfigInput = {}): TrainConfig {
   return c;
 }
 
-function concatNoise(parts: readonly Float32Array[]): Float32Array {
-  const out = new Float32Array(parts.reduce((acc, p) => acc + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
-
 /** Everything logged for one optimizer step (one line of metrics.jsonl). */
 export interface StepMetrics {
   step: number;
@@ -503,10 +493,14 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
         x0.set(samples[s]!.x0, i * dim);
       });
       for (let j = 0; j < numT; j++) {
+        const noise = new Float32Array(mb.length * dim);
+        mb.forEach((s, i) => {
+          noise.set(drawOf(s).noise[j]!, i * dim);
+        });
         const batch: NftBatch = {
           requests: mb.map((s) => samples[s]!.request),
           x0,
-          noise: concatNoise(mb.map((s) => drawOf(s).noise[j]!)),
+          noise,
           t: Float64Array.from(mb.map((s) => samples[s]!.sigmas[drawOf(s).timeOrder[j]!]!)),
           advantages: Float64Array.from(mb.map((s) => stats.advantages[s]!)),
           validMask: Uint8Array.from(mb.map((s) => validMask[s]!)),
