@@ -1,6 +1,7 @@
 import { cp, mkdtemp, readFile, rm, unlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { type LoraFile, writeLora } from "@edit-r1/adapter-kit";
 import { decodeImage, type EditRequest, type RgbImage } from "@edit-r1/core";
 import { closeDefaultRuntime } from "@edit-r1/engine";
 import { HubError } from "@edit-r1/hub";
@@ -9,7 +10,6 @@ import sharp from "sharp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { editImage, type LoadFluxKontextOptions, loadFluxKontext } from "./flux-kontext-editor.js";
 import { FluxKontextError } from "./flux-kontext-error.js";
-import { type FluxLora, saveFluxLora } from "./lora-file.js";
 import { type TinyReplica, writeBflTransformer, writeTinyKontextReplica } from "./test-replica.js";
 
 let tmp: string;
@@ -125,9 +125,9 @@ describe("FLUX.1-Kontext editor on a tiny random replica", () => {
       factors.set(`${m}.lora_A.weight`, { shape: [2, 32], data: rand(64) });
       factors.set(`${m}.lora_B.weight`, { shape: [32, 2], data: rand(64) });
     }
-    const lora: FluxLora = { rank: 2, alpha: 4, modules, factors };
+    const lora: LoraFile = { rank: 2, alpha: 4, modules, factors };
     const dir = join(tmp, "lora");
-    await saveFluxLora(dir, lora);
+    await writeLora(dir, lora, { baseModel: "test" });
     const withLora = (await editWith({ lora: dir })).images[0]!;
     expect(same(withLora, base)).toBe(false);
     const half = (await editWith({ lora: dir, loraScale: 0.5 })).images[0]!;
@@ -140,7 +140,7 @@ describe("FLUX.1-Kontext editor on a tiny random replica", () => {
   });
 
   it("rejects a LoRA for modules this transformer does not have", async () => {
-    const lora: FluxLora = {
+    const lora: LoraFile = {
       rank: 1,
       alpha: 1,
       modules: ["transformer_blocks.7.attn.to_q"],

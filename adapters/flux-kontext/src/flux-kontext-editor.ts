@@ -1,17 +1,24 @@
 import { writeFile } from "node:fs/promises";
 import {
+  type LoraFile,
+  packLatents,
+  readLora,
+  requestNoise,
+  SessionCache,
+  unpackLatents,
+} from "@edit-r1/adapter-kit";
+import {
   decodeImage,
   type Editor,
   type EditRequest,
   encodePng,
   flowMatchSchedule,
   type RgbImage,
-  Rng,
   type Sampler,
   samplerByName,
   type VelocityFn,
 } from "@edit-r1/core";
-import { compile, type Device, Graph, ops, type Session, type Tensor } from "@edit-r1/engine";
+import { type Device, Graph, ops, type Session, type Tensor } from "@edit-r1/engine";
 import {
   buildAutoencoderKLDecoder,
   buildAutoencoderKLEncoder,
@@ -31,8 +38,6 @@ import {
 } from "./flux-kontext-model.js";
 import { kontextInputSize, type Resolution } from "./kontext-resolution.js";
 import { buildKontextVelocity } from "./kontext-velocity.js";
-import { packLatents, unpackLatents } from "./latent-packing.js";
-import { type FluxLora, loadFluxLora } from "./lora-file.js";
 
 /** Generation settings; every one is recorded in the editor's `protocol`. */
 export interface FluxKontextSettings {
@@ -82,7 +87,7 @@ export interface LoadFluxKontextOptions extends OpenFluxKontextOptions, Partial<
   /** Where sessions run: "cpu" (default) or "cuda". */
   device?: Device;
   /** A PEFT/diffusers LoRA: a .safetensors file, an adapter folder, or one already loaded. */
-  lora?: string | FluxLora;
+  lora?: string | LoraFile;
   /** Multiplies the LoRA's alpha/rank (default 1; 0 turns the LoRA off). */
   loraScale?: number;
   /** Start from these settings, then apply the individual options (default: KONTEXT_BENCHMARK_SETTINGS). */
@@ -112,7 +117,7 @@ const LATENT_SCALE_OF = (vaeBlocks: number) => 2 ** (vaeBlocks - 1);
 export class FluxKontextEditor implements Editor {
   readonly name = "flux-kontext";
   readonly protocol: Record<string, unknown>;
-  private readonly sessions = new Map<string, Promise<Session>>();
+  private readonly sessions: SessionCache;
   private readonly sampler: Sampler;
   private readonly loraFeeds: Record<string, Float32Array> = {};
   private readonly vaeFactor: number;
@@ -124,13 +129,14 @@ export class FluxKontextEditor implements Editor {
     private readonly options: {
       device?: Device | undefined;
       dtype?: ComputeDType | undefined;
-      lora?: FluxLora | undefined;
+      lora?: LoraFile | undefined;
       loraScale?: number | undefined;
       truncateInstructions?: boolean | undefined;
       threads?: number | undefined;
     } = {},
   ) {
     checkSettings(settings);
+    this.sessions = new SessionCache({ device: options.device, threads: options.threads });
     this.sampler = samplerByName(settings.sampler);
     this.vaeFactor = LATENT_SCALE_OF(model.vae.config.blockOutChannels.length);
     const lora = options.lora;
@@ -157,9 +163,7 @@ export class FluxKontextEditor implements Editor {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    const all = await Promise.allSettled(this.sessions.values());
-    this.sessions.clear();
-    await Promise.all(all.map((s) => (s.status === "fulfilled" ? s.value.dispose() : undefined)));
+    await this.sessions.close();
   }
 
   /** Builds every component's graph once at a small size, so weights that do not fit the configs fail now. */
@@ -203,8 +207,12 @@ export class FluxKontextEditor implements Editor {
     const channels = this.model.vae.config.latentChannels;
     const h = output.height / this.vaeFactor;
     const w = output.width / this.vaeFactor;
-    const rng = new Rng(noiseSeed(s.seed, request.key));
-    const noise = packLatents(rng.normals(channels * h * w), channels, h, w);
+    const noise = packLatents(
+      requestNoise(s.seed, "flux-kontext", request.key, channels * h * w),
+      channels,
+      h,
+      w,
+    );
     const targetTokens = (h / 2) * (w / 2);
     const { sigmas } = flowMatchSchedule(this.model.scheduler, {
       numSteps: s.steps,
@@ -381,24 +389,15 @@ export class FluxKontextEditor implements Editor {
   }
 
   private cached(key: string, build: () => { g: Graph; outputs: Record<string, Tensor> }): Promise<Session> {
-    let s = this.sessions.get(key);
-    if (!s) {
+    return this.sessions.get(key, () => {
       const { g, outputs } = build();
-      s = compile(g, {
-        outputs,
-        ...(this.options.device ? { device: this.options.device } : {}),
-        ...(this.options.threads ? { threads: this.options.threads } : {}),
-      });
-      this.sessions.set(key, s);
-      // A failed compile is not cached, so a later call can retry.
-      s.catch(() => this.sessions.delete(key));
-    }
-    return s;
+      return { graph: g, outputs };
+    });
   }
 }
 
 /** Every module of the LoRA file must have become a LoRA layer, else the file targets another model. */
-function checkLoraCoverage(lora: FluxLora, built: ReadonlySet<string>): void {
+function checkLoraCoverage(lora: LoraFile, built: ReadonlySet<string>): void {
   const missing = lora.modules.filter((m) => !built.has(`${m}.lora_A.weight`));
   if (missing.length > 0) {
     throw new FluxKontextError(
@@ -416,13 +415,6 @@ function checkSettings(s: FluxKontextSettings): void {
   if (!Number.isInteger(s.maxSequenceLength) || s.maxSequenceLength < 1) {
     throw new FluxKontextError(`maxSequenceLength must be a positive integer, got ${s.maxSequenceLength}`);
   }
-}
-
-/** A 32-bit seed from the run seed and the request key (FNV-1a), so each request's noise is its own. */
-function noiseSeed(seed: number, key: string): number {
-  let h = (2166136261 ^ seed) >>> 0;
-  for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 16777619) >>> 0;
-  return h;
 }
 
 async function resizeRgb(image: RgbImage, width: number, height: number): Promise<RgbImage> {
@@ -481,7 +473,7 @@ export async function loadFluxKontext(options: LoadFluxKontextOptions): Promise<
   const scale = options.loraScale ?? 1;
   if (!Number.isFinite(scale) || scale < 0) throw new FluxKontextError(`loraScale must be ≥ 0, got ${scale}`);
   const model = await openFluxKontextModel(options.model, options);
-  const lora = typeof options.lora === "string" ? await loadFluxLora(options.lora) : options.lora;
+  const lora = typeof options.lora === "string" ? await readLora(options.lora) : options.lora;
   const editor = new FluxKontextEditor(model, settings, {
     device: options.device,
     dtype: options.dtype,

@@ -1,4 +1,9 @@
-export { adapter, FLUX_KONTEXT_REPO } from "./adapter.js";
+export {
+  adapter,
+  createFluxKontextAdapter,
+  FLUX_KONTEXT_REPO,
+  type FluxKontextAdapterSettings,
+} from "./adapter.js";
 export {
   type EditImageOptions,
   editImage,
@@ -18,7 +23,7 @@ export {
 } from "./flux-kontext-model.js";
 export {
   type FluxKontextLoraSettings,
-  FluxKontextPolicy,
+  type FluxKontextPolicy,
   type LoadFluxKontextPolicyOptions,
   loadFluxKontextPolicy,
 } from "./flux-kontext-policy.js";
@@ -28,5 +33,3 @@ export {
   type KontextVelocityInputs,
   type KontextVelocityOptions,
 } from "./kontext-velocity.js";
-export { imageTokenIds, packLatents, unpackLatents } from "./latent-packing.js";
-export { type FluxLora, loadFluxLora, type SaveFluxLoraOptions, saveFluxLora } from "./lora-file.js";

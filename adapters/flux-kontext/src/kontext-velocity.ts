@@ -1,3 +1,4 @@
+import { imageTokenIds, withConditionTokens } from "@edit-r1/adapter-kit";
 import { type Graph, ops, type Tensor } from "@edit-r1/engine";
 import {
   buildFluxTransformer,
@@ -8,7 +9,6 @@ import {
   type LoraParameter,
   type WeightSource,
 } from "@edit-r1/models";
-import { imageTokenIds } from "./latent-packing.js";
 
 /** Symbolic inputs of Kontext's velocity for a batch of B samples. */
 export interface KontextVelocityInputs {
@@ -48,31 +48,34 @@ export function buildKontextVelocity(
   options: KontextVelocityOptions,
 ): { velocity: Tensor; lora: LoraParameter[] } {
   const { config, weights } = transformer;
-  const targetTokens = inputs.latents.shape[1]!;
   const textTokens = inputs.text.shape[1]!;
   const ids = new Float32Array([
     ...imageTokenIds(options.targetGrid[0], options.targetGrid[1], 0),
     ...imageTokenIds(options.contextGrid[0], options.contextGrid[1], 1),
   ]);
-  const { sample, lora } = buildFluxTransformer(
-    g,
-    config,
-    weights,
-    {
-      hiddenStates: ops.concat([inputs.latents, inputs.context], 1),
-      encoderHiddenStates: inputs.text,
-      pooledProjections: inputs.pooled,
-      timestep: inputs.timestep,
-      guidance: inputs.guidance,
-      // A grid that does not match its token count fails here with the transformer's shape message.
-      imgIds: g.constant(ids, [ids.length / 3, 3]),
-      txtIds: g.constant(new Float32Array(textTokens * 3), [textTokens, 3]),
-    },
-    {
-      ...(options.dtype ? { dtype: options.dtype } : {}),
-      ...(options.lora ? { lora: options.lora } : {}),
-    },
-  );
-  const velocity = ops.cast(ops.slice(sample, [0], [targetTokens], [1]), "float32");
-  return { velocity, lora };
+  let lora: LoraParameter[] = [];
+  const sample = withConditionTokens(inputs.latents, [inputs.context], (joint) => {
+    const out = buildFluxTransformer(
+      g,
+      config,
+      weights,
+      {
+        hiddenStates: joint,
+        encoderHiddenStates: inputs.text,
+        pooledProjections: inputs.pooled,
+        timestep: inputs.timestep,
+        guidance: inputs.guidance,
+        // A grid that does not match its token count fails here with the transformer's shape message.
+        imgIds: g.constant(ids, [ids.length / 3, 3]),
+        txtIds: g.constant(new Float32Array(textTokens * 3), [textTokens, 3]),
+      },
+      {
+        ...(options.dtype ? { dtype: options.dtype } : {}),
+        ...(options.lora ? { lora: options.lora } : {}),
+      },
+    );
+    lora = out.lora;
+    return out.sample;
+  });
+  return { velocity: ops.cast(sample, "float32"), lora };
 }

@@ -1,9 +1,9 @@
-import { existsSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { dirname, join } from "node:path";
 import { openSafetensors, writeSafetensors } from "@edit-r1/engine";
 import { fluxDiffusersToBfl } from "@edit-r1/models";
+import { fixturesRoot, noise } from "@edit-r1/test-fixtures";
 
 /**
  * A tiny random-weight FLUX.1-Kontext pipeline in the diffusers folder layout, for tests: the transformer and
@@ -14,18 +14,7 @@ import { fluxDiffusersToBfl } from "@edit-r1/models";
 
 type Tensors = Map<string, { shape: number[]; data: Float32Array }>;
 
-export function fixturesRoot(): string {
-  const env = process.env.EDIT_R1_FIXTURES;
-  if (env) return resolve(env);
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    const candidate = join(dir, "fixtures");
-    if (existsSync(join(candidate, "flux-vae"))) return candidate;
-    const up = dirname(dir);
-    if (up === dir) throw new Error("no fixtures/ folder above the adapter; set EDIT_R1_FIXTURES");
-    dir = up;
-  }
-}
+export { fixturesRoot };
 
 async function readAll(path: string): Promise<Tensors> {
   const ckpt = await openSafetensors(path);
@@ -41,17 +30,6 @@ function fixture(name: string) {
     config: Record<string, unknown>;
   };
   return { config: meta.config, weights: join(dir, "weights.safetensors") };
-}
-
-/** Deterministic values in [−scale, scale). */
-function noise(n: number, seed: number, scale: number): Float32Array {
-  const out = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = (s / 2 ** 32 - 0.5) * 2 * scale;
-  }
-  return out;
 }
 
 function randomTensors(shapes: ReadonlyArray<readonly [string, number[]]>, seed: number): Tensors {

@@ -11,11 +11,11 @@ export {
   pretrainTiny,
 } from "./pretrain.js";
 export {
-  type LoadTinyAdapterOptions,
-  loadTinyAdapter,
-  TinyAdapter,
-  type TinyCapabilities,
+  adapter,
+  type LoadTinyPolicyOptions,
+  loadTinyPolicy,
   type TinyLoraSettings,
+  type TinyPolicy,
   tinyAdapter,
   writeTinyTrainData,
 } from "./tiny-adapter.js";
@@ -31,14 +31,7 @@ export {
   type TinyModelConfig,
   tinyFluxConfig,
 } from "./tiny-config.js";
-export { requestNoise, type TinyEditorOptions, tinyEditor } from "./tiny-editor.js";
-export {
-  LORA_CONFIG_FILE,
-  LORA_WEIGHTS_FILE,
-  readTinyLora,
-  type TinyLoraFile,
-  writeTinyLora,
-} from "./tiny-lora-file.js";
+export { type TinyEditorOptions, tinyEditor } from "./tiny-editor.js";
 export { LORA_INPUT_PREFIX, TinyModel } from "./tiny-model.js";
 export { TINY_DEFAULT_SHIFT, tinySigmas } from "./tiny-schedule.js";
 export {

@@ -1,8 +1,10 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { loraParameters, readLora } from "@edit-r1/adapter-kit";
 import {
   checkAdapter,
+  DpmSolverPlusPlus2MSampler,
   EditDataset,
   type EditRequest,
   promptSetFromRequests,
@@ -13,15 +15,14 @@ import {
 import { closeDefaultRuntime } from "@edit-r1/engine";
 import { generateEdits, parseRequirement, renderScene, verify } from "@edit-r1/shapes";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { loadTinyAdapter, type TinyAdapter, tinyAdapter, writeTinyTrainData } from "./tiny-adapter.js";
+import { loadTinyPolicy, type TinyPolicy, tinyAdapter, writeTinyTrainData } from "./tiny-adapter.js";
 import { TINY_IMAGE_SIZE } from "./tiny-config.js";
-import { readTinyLora } from "./tiny-lora-file.js";
 
 let dir: string;
-let policy: TinyAdapter;
+let policy: TinyPolicy;
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "tiny-adapter-"));
-  policy = await loadTinyAdapter({ lora: { rank: 2 } });
+  policy = await loadTinyPolicy({ lora: { rank: 2 } });
 });
 afterAll(async () => {
   await policy?.dispose();
@@ -52,17 +53,17 @@ describe("tinyAdapter (core Adapter)", () => {
       if (k.endsWith("lora_B.weight")) v.set(rng.normals(v.length).map((x) => x * 0.05));
     const loraDir = join(dir, "lora");
     await policy.exportLora(theta, loraDir);
-    const file = await readTinyLora(loraDir);
+    const file = await readLora(loraDir);
     expect(file.rank).toBe(2);
     expect(file.alpha).toBe(policy.lora.alpha);
-    expect(Object.keys(file.params).sort()).toEqual(Object.keys(theta).sort());
-    for (const [k, v] of Object.entries(theta)) expect(file.params[k], k).toEqual(v);
+    expect(loraParameters(file, policy.parameterShapes, loraDir)).toEqual(theta);
 
     const protocol = { steps: 2, seed: 3 };
+    const loadOptions = { steps: 2, noiseSeed: 3 };
     const direct = await policy.editor({ ...protocol, lora: theta }).edit(requests);
     const base = await policy.editor(protocol).edit(requests);
-    const loaded = await tinyAdapter.loadEditor({ ...protocol, lora: loraDir });
-    const zeroed = await tinyAdapter.loadEditor({ ...protocol, lora: loraDir, loraScale: 0 });
+    const loaded = await tinyAdapter.loadEditor({ ...loadOptions, lora: loraDir });
+    const zeroed = await tinyAdapter.loadEditor({ ...loadOptions, lora: loraDir, loraScale: 0 });
     try {
       expect(await loaded.edit(requests)).toEqual(direct);
       expect(await zeroed.edit(requests)).toEqual(base);
@@ -103,7 +104,7 @@ describe("core's train() on the tiny adapter", () => {
     }));
     const result = await train({
       policy,
-      sampler: policy.defaultSampler,
+      sampler: new DpmSolverPlusPlus2MSampler(),
       reward,
       prompts: promptSetFromRequests(prompts),
       outDir: join(dir, "run"),
@@ -122,8 +123,8 @@ describe("core's train() on the tiny adapter", () => {
     const m = result.metrics[0]!;
     expect(Number.isFinite(m.rewardMean)).toBe(true);
     expect(result.loraDir).toBeDefined();
-    const file = await readTinyLora(result.loraDir!);
-    expect(Object.keys(file.params).sort()).toEqual(Object.keys(policy.parameterShapes).sort());
+    const file = await readLora(result.loraDir!);
+    expect([...file.factors.keys()].sort()).toEqual(Object.keys(policy.parameterShapes).sort());
     // θ moved off B = 0: the step trained something.
     const movedB = Object.entries(result.params).some(
       ([k, v]) => k.endsWith("lora_B.weight") && v.some((x) => x !== 0),
@@ -157,7 +158,7 @@ describe("a short seeded Edit-R1 run on the tiny adapter", () => {
     const before = await score();
     const result = await train({
       policy,
-      sampler: policy.defaultSampler,
+      sampler: new DpmSolverPlusPlus2MSampler(),
       reward: verifierReward,
       prompts: promptSetFromRequests(prompts),
       outDir: join(dir, "short-run"),

@@ -1,17 +1,24 @@
-import { DEFAULT_NFT_SETTINGS, type Editor, type EditRequest, Rng } from "@edit-r1/core";
+import {
+  DEFAULT_NFT_SETTINGS,
+  DpmSolverPlusPlus2MSampler,
+  type Editor,
+  type EditRequest,
+  Rng,
+} from "@edit-r1/core";
 import { closeDefaultRuntime } from "@edit-r1/engine";
 import { generateEdits, VOCABULARY } from "@edit-r1/shapes";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TinyAdapterError } from "./errors.js";
 import { initTinyWeights, tinyWeightShapes } from "./init-weights.js";
-import { loadTinyAdapter, type TinyAdapter } from "./tiny-adapter.js";
+import { loadTinyPolicy, type TinyPolicy, tinyAdapter } from "./tiny-adapter.js";
+import { tinyConditions } from "./tiny-conditions.js";
 import { TINY_IMAGE_SIZE, TINY_LATENT_SIZE } from "./tiny-config.js";
 import { readTinyWeights } from "./tiny-weights.js";
 import { verifierScore } from "./verifier-score.js";
 
-let adapter: TinyAdapter;
+let adapter: TinyPolicy;
 beforeAll(async () => {
-  adapter = await loadTinyAdapter({ lora: { rank: 4 } });
+  adapter = await loadTinyPolicy({ lora: { rank: 4 } });
 }, 60_000);
 afterAll(async () => {
   await adapter?.dispose();
@@ -55,17 +62,17 @@ describe("shipped weights", () => {
   }, 120_000);
 });
 
-describe("TinyAdapter as a TrainablePolicy", () => {
+describe("the tiny policy as a TrainablePolicy", () => {
   it("declares its capabilities and schedule", () => {
-    expect(adapter.capabilities.resolutions).toEqual([[16, 16]]);
-    expect(adapter.capabilities.guidance).toBe("none");
+    expect(tinyAdapter.capabilities.resolutions).toEqual([[16, 16]]);
+    expect(tinyAdapter.capabilities.guidance).toBe("none");
     const requests = requestsOf(2);
     expect(adapter.latentSize(requests[0]!)).toBe(TINY_LATENT_SIZE);
     const sigmas = adapter.sigmas(requests);
     expect(sigmas.length).toBe(7);
     expect(sigmas[0]).toBe(1);
     expect(sigmas[6]).toBe(0);
-    expect(adapter.defaultSampler.name).toBe("dpm-solver++2m");
+    expect(new DpmSolverPlusPlus2MSampler().name).toBe("dpm-solver++2m");
   });
 
   it("rejects other image sizes and unknown words, saying what to do", () => {
@@ -98,7 +105,11 @@ describe("TinyAdapter as a TrainablePolicy", () => {
     const requests = requestsOf(2);
     const x = new Rng(4).normals(2 * TINY_LATENT_SIZE);
     const withLora = await adapter.velocity(requests, adapter.initialParameters())(x, 0.7, 0);
-    const base = await adapter.model.velocity(adapter.conditions(requests), undefined, 2)(x, 0.7, 0);
+    const base = await adapter.model.velocity(
+      tinyConditions(requests, adapter.model.vocabulary, adapter.model.textTokens),
+      undefined,
+      2,
+    )(x, 0.7, 0);
     expect(withLora).toEqual(base);
     // A non-zero B changes it, so the comparison above can fail.
     const p = adapter.initialParameters();
@@ -147,7 +158,7 @@ describe("TinyAdapter as a TrainablePolicy", () => {
     ]);
     expect(images[0]!.data.every((v) => v === 255)).toBe(true);
     const noise = new Rng(2).normals(2 * TINY_LATENT_SIZE);
-    const { x0 } = await adapter.defaultSampler.sample(
+    const { x0 } = await new DpmSolverPlusPlus2MSampler().sample(
       noise,
       adapter.sigmas(requests),
       adapter.velocity(requests, adapter.initialParameters()),

@@ -1,3 +1,4 @@
+import { batchNoise } from "@edit-r1/adapter-kit";
 import {
   DpmSolverPlusPlus2MSampler,
   type Editor,
@@ -5,7 +6,6 @@ import {
   EulerSampler,
   type ParamSet,
   type RgbImage,
-  Rng,
   type Sampler,
 } from "@edit-r1/core";
 import { unpackImage } from "./pack-image.js";
@@ -27,11 +27,6 @@ export interface TinyEditorOptions {
   lora?: ParamSet;
   /** Requests per forward batch. Default 16. */
   batchSize?: number;
-}
-
-/** Each request's starting noise, from (seed, key) only. */
-export function requestNoise(seed: number, key: string): Float32Array {
-  return Rng.derive(seed, `tiny/noise/${key}`).normals(TINY_LATENT_SIZE);
 }
 
 /** The tiny model as a benchmark Editor: a pinned, deterministic generation protocol. */
@@ -59,10 +54,12 @@ export function tinyEditor(model: TinyModel, defaultShift: number, options: Tiny
       for (let at = 0; at < requests.length; at += batchSize) {
         const chunk = requests.slice(at, at + batchSize);
         const conditions = tinyConditions(chunk, model.vocabulary, model.textTokens);
-        const noise = new Float32Array(chunk.length * TINY_LATENT_SIZE);
-        chunk.forEach((r, b) => {
-          noise.set(requestNoise(seed, r.key), b * TINY_LATENT_SIZE);
-        });
+        const noise = batchNoise(
+          seed,
+          "tiny",
+          chunk.map((r) => r.key),
+          TINY_LATENT_SIZE,
+        );
         const { x0 } = await sampler.sample(
           noise,
           sigmas,

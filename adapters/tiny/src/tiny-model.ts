@@ -1,5 +1,6 @@
+import { SessionCache } from "@edit-r1/adapter-kit";
 import type { ParamSet, VelocityFn } from "@edit-r1/core";
-import { compile, type Device, Graph, type Session } from "@edit-r1/engine";
+import { type Device, Graph, type Session } from "@edit-r1/engine";
 import type { FluxTransformerConfig, LoraOptions, WeightSource } from "@edit-r1/models";
 import { TinyAdapterError } from "./errors.js";
 import type { TinyConditions } from "./tiny-conditions.js";
@@ -17,7 +18,7 @@ export const LORA_INPUT_PREFIX = "lora/";
 export class TinyModel {
   readonly flux: FluxTransformerConfig;
   readonly source: WeightSource;
-  private readonly sessions = new Map<string, Promise<Session>>();
+  private readonly sessions: SessionCache;
 
   constructor(
     readonly weights: TinyWeights,
@@ -25,6 +26,7 @@ export class TinyModel {
   ) {
     this.flux = tinyFluxConfig(weights.config);
     this.source = tinyWeightSource(weights);
+    this.sessions = new SessionCache({ device: options.device, threads: options.threads });
   }
 
   get vocabulary(): readonly string[] {
@@ -57,14 +59,12 @@ export class TinyModel {
         "tiny model: LoRA parameters were given but the model was built without LoRA.",
       );
     }
-    const key = `${batch}/${lora}`;
-    let s = this.sessions.get(key);
-    if (!s) {
-      const g = new Graph(`tiny-velocity-b${batch}`);
-      const f = (name: string, shape: number[]) => g.input(name, "float32", shape);
+    return this.sessions.get(`${batch}/${lora}`, () => {
+      const graph = new Graph(`tiny-velocity-b${batch}`);
+      const f = (name: string, shape: number[]) => graph.input(name, "float32", shape);
       const tokens = [batch, TINY_IMAGE_TOKENS, TINY_TOKEN_CHANNELS];
       const { velocity } = buildTinyVelocity(
-        g,
+        graph,
         this.flux,
         this.source,
         {
@@ -75,22 +75,11 @@ export class TinyModel {
         },
         lora ? { lora: { ...this.options.lora!, inputPrefix: LORA_INPUT_PREFIX } } : {},
       );
-      const { device, threads } = this.options;
-      s = compile(g, {
-        outputs: { v: velocity },
-        ...(device ? { device } : {}),
-        ...(threads !== undefined ? { threads } : {}),
-      });
-      this.sessions.set(key, s);
-      // A failed compile must not stay cached.
-      s.catch(() => this.sessions.delete(key));
-    }
-    return s;
+      return { graph, outputs: { v: velocity } };
+    });
   }
 
-  async dispose(): Promise<void> {
-    const all = [...this.sessions.values()];
-    this.sessions.clear();
-    await Promise.all(all.map(async (s) => (await s.catch(() => undefined))?.dispose()));
+  dispose(): Promise<void> {
+    return this.sessions.close();
   }
 }

@@ -1,3 +1,4 @@
+import { imageTokenIds, withConditionTokens } from "@edit-r1/adapter-kit";
 import { type Graph, ops, type Tensor } from "@edit-r1/engine";
 import {
   buildFluxTransformer,
@@ -31,19 +32,8 @@ export const TEXT_POSITION_KEY = "text_position.weight";
  * FLUX-Kontext's convention (models.md §2.3): the context shares the target's grid, only the first axis differs.
  */
 export function tinyImageIds(grid: number = TINY_GRID): Float32Array {
-  const tokens = grid * grid;
-  const ids = new Float32Array(2 * tokens * 3);
-  for (let index = 0; index < 2; index++) {
-    for (let r = 0; r < grid; r++) {
-      for (let c = 0; c < grid; c++) {
-        const at = (index * tokens + r * grid + c) * 3;
-        ids[at] = index;
-        ids[at + 1] = r;
-        ids[at + 2] = c;
-      }
-    }
-  }
-  return ids;
+  const latent = 2 * grid;
+  return Float32Array.from([...imageTokenIds(latent, latent, 0), ...imageTokenIds(latent, latent, 1)]);
 }
 
 /**
@@ -89,21 +79,25 @@ export function buildTinyVelocity(
       pooled: ops.reshape(mean, [batch, width]),
     };
   });
-  const { sample, lora } = buildFluxTransformer(
-    g,
-    config,
-    bound,
-    {
-      hiddenStates: ops.concat([inputs.xt, inputs.context], 1),
-      encoderHiddenStates,
-      pooledProjections: pooled,
-      timestep: inputs.t,
-      imgIds: g.constant(tinyImageIds(grid), [2 * imageTokens, 3]),
-      txtIds: g.constant(new Float32Array(textTokens * 3), [textTokens, 3]),
-    },
-    options,
-  );
-  // Kontext keeps only the noisy tokens' prediction; the context tokens' outputs are discarded.
-  const velocity = ops.slice(sample, [0], [imageTokens], [1]);
+  let lora: LoraParameter[] = [];
+  // Kontext: the source tokens follow the noisy ones and only the noisy tokens' prediction is kept.
+  const velocity = withConditionTokens(inputs.xt, [inputs.context], (joint) => {
+    const out = buildFluxTransformer(
+      g,
+      config,
+      bound,
+      {
+        hiddenStates: joint,
+        encoderHiddenStates,
+        pooledProjections: pooled,
+        timestep: inputs.t,
+        imgIds: g.constant(tinyImageIds(grid), [2 * imageTokens, 3]),
+        txtIds: g.constant(new Float32Array(textTokens * 3), [textTokens, 3]),
+      },
+      options,
+    );
+    lora = out.lora;
+    return out.sample;
+  });
   return { velocity, lora };
 }

@@ -70,7 +70,7 @@ describe("ImgEdit with the tiny adapter", () => {
       judge: { url: server.url, model: "judge-t", retryBaseMs: 1, maxRetries: 1, env: {} },
     });
     const outDir = mkdtempSync(join(tmpdir(), "imgedit-tiny-out-"));
-    const base = await tinyAdapter.loadEditor({ seed: 0 });
+    const base = await tinyAdapter.loadEditor({ noiseSeed: 0 });
     try {
       const first = counting(base);
       await benchmark.run(first, { outDir, limit: 3 });

@@ -1,1 +1,30 @@
-export {};
+export { withConditionTokens } from "./condition-tokens.js";
+export { AdapterKitError } from "./errors.js";
+export {
+  createGraphPolicy,
+  type GraphBucket,
+  type GraphPolicy,
+  type GraphPolicyDefinition,
+  type GraphPolicyOptions,
+  type VelocityLora,
+} from "./graph-policy.js";
+export { imageTokenIds, packLatents, unpackLatents } from "./latent-packing.js";
+export {
+  LORA_CONFIG_FILE,
+  LORA_WEIGHTS_FILE,
+  type LoraFile,
+  type ReadLoraOptions,
+  readLora,
+  type WriteLoraOptions,
+  writeLora,
+} from "./lora-file.js";
+export {
+  initLoraParameters,
+  type LoraSettings,
+  type LoraShapes,
+  loraFileOf,
+  loraModules,
+  loraParameters,
+} from "./lora-params.js";
+export { batchNoise, requestNoise } from "./request-noise.js";
+export { SessionCache, type SessionCacheOptions } from "./session-cache.js";

@@ -7,23 +7,54 @@ const base: Adapter = {
   interfaceVersion: INTERFACE_VERSION,
   capabilities: {
     guidance: "none",
-    resolutions: "any",
-    loraTargets: ["to_q"],
-    weightDtypes: ["float32"],
+    resolutions: [[16, 16]],
+    loraTargets: ["to_q", "to_k"],
+    dtypes: ["float32"],
     devices: ["cpu"],
     trainable: false,
   },
+  cli: { description: "a demo" },
   loadEditor: async () => ({ name: "x", protocol: {}, edit: async () => [] }),
+};
+const trainable: Adapter = {
+  ...base,
+  capabilities: { ...base.capabilities, trainable: true },
+  loadPolicy: async () => {
+    throw new Error("not used");
+  },
 };
 
 describe("checkAdapter", () => {
   it("accepts what the adapter declares", () => {
-    expect(() => checkAdapter(base, { device: "cpu" })).not.toThrow();
+    expect(() => checkAdapter(base, { device: "cpu", dtype: "float32", resolution: [16, 16] })).not.toThrow();
+    expect(() =>
+      checkAdapter(trainable, { loraConfig: { rank: 4, alpha: 8, targets: ["to_q"] } }, "train"),
+    ).not.toThrow();
   });
   it("rejects undeclared devices, training without a policy and version skew, naming the adapter", () => {
     expect(() => checkAdapter(base, { device: "cuda" })).toThrow(/"demo" does not run on device "cuda"/);
     expect(() => checkAdapter(base, {}, "train")).toThrow(/"demo" cannot be trained/);
     expect(() => checkAdapter({ ...base, interfaceVersion: 99 })).toThrow(/interface version 99/);
-    expect(() => checkAdapter(base, { loraScale: -1 })).toThrow(/lora-scale/);
+    expect(() => checkAdapter(base, { lora: "x", loraScale: -1 })).toThrow(/lora-scale/);
+  });
+  it("checks every declared capability: dtype, guidance, resolution, LoRA targets", () => {
+    expect(() => checkAdapter(base, { dtype: "bfloat16" })).toThrow(/"demo" does not compute in bfloat16/);
+    expect(() => checkAdapter(base, { guidance: 3.5 })).toThrow(/"demo" has no guidance/);
+    expect(() => checkAdapter(base, { resolution: [32, 16] })).toThrow(/"demo" does not generate 32×16.*16×16/);
+    expect(() => checkAdapter(trainable, { loraConfig: { targets: ["to_q", "ff.net"] } }, "train")).toThrow(
+      /cannot put LoRA on "ff.net"; its LoRA targets are to_q, to_k/,
+    );
+  });
+  it("rejects options the purpose cannot honour, naming the option", () => {
+    expect(() => checkAdapter(base, { loraScale: 2 })).toThrow(/--lora-scale 2 was given without --lora/);
+    expect(() => checkAdapter(trainable, { lora: "x", loraScale: 2 }, "train")).toThrow(
+      /cannot be used for training/,
+    );
+    expect(() => checkAdapter(trainable, { loraConfig: { rank: 4 } }, "edit")).toThrow(/training option/);
+    expect(() => checkAdapter(trainable, { lora: "x", loraConfig: { rank: 4 } }, "train")).toThrow(
+      /either a LoRA to start from/,
+    );
+    expect(() => checkAdapter(base, { noiseSeed: 1.5 })).toThrow(/noiseSeed must be a non-negative integer/);
+    expect(() => checkAdapter(base, { steps: 0 })).toThrow(/steps must be a positive integer/);
   });
 });

@@ -5,16 +5,19 @@ import { type Editor, INTERFACE_VERSION } from "./types.js";
 
 export type Device = "cpu" | "cuda";
 
-/** What an adapter can do, declared up front so bad combinations fail at configuration time. */
+/** Compute dtypes an adapter's transformer can run in (weights of other dtypes are cast inside the graph). */
+export type ComputeDtype = "float32" | "float16" | "bfloat16";
+
+/** What an adapter can do, declared up front so bad combinations fail at configuration time (`checkAdapter`). */
 export interface AdapterCapabilities {
   /** How the base model is guided: not at all, a distilled guidance embedding (FLUX), or true CFG (Qwen). */
   guidance: "none" | "distilled" | "cfg";
-  /** Image sizes it accepts, as [width, height], or "any" (it resizes). */
+  /** Output sizes it accepts, as [width, height], or "any" (it resizes). */
   resolutions: readonly (readonly [number, number])[] | "any";
-  /** Module names LoRA attaches to (PEFT target_modules). */
+  /** Module names LoRA may attach to (PEFT target_modules); a trained LoRA's targets must be among them. */
   loraTargets: readonly string[];
-  /** Weight dtypes it loads. */
-  weightDtypes: readonly string[];
+  /** Compute dtypes the transformer runs in. */
+  dtypes: readonly ComputeDtype[];
   devices: readonly Device[];
   /** Whether `loadPolicy` exists (the trainer needs it). */
   trainable: boolean;
@@ -24,24 +27,47 @@ export interface AdapterLoadOptions {
   /** A local folder or a Hub repo id; the adapter's default repo when omitted. */
   model?: string;
   device?: Device;
-  /** A PEFT/diffusers LoRA file or folder to apply. */
+  /** Compute dtype of the transformer (default float32). */
+  dtype?: ComputeDtype;
+  /** A PEFT/diffusers LoRA file or folder: applied when editing, the starting θ when training. */
   lora?: string;
+  /** Multiplies the LoRA's alpha/rank when editing (default 1). Training starts from the factors as stored. */
   loraScale?: number;
-  /** Seed for generation noise (benchmarks pin it in their protocol). */
-  seed?: number;
-  /** Sampler steps for editing (benchmarks pin it). */
+  /** Seed of each request's starting noise (benchmarks pin it in their protocol). */
+  noiseSeed?: number;
+  /** Seed of a fresh LoRA's initialisation (training). */
+  initSeed?: number;
+  /** Sampler steps (editing: the benchmark protocol's; training: the rollouts'). */
   steps?: number;
+  /** Guidance scale: FLUX's distilled guidance, or the true-CFG scale. Rejected by adapters without guidance. */
+  guidance?: number;
+  /** Output (training: rollout bucket) size; must be one of the adapter's resolutions. */
+  resolution?: readonly [number, number];
+  /** The trainable LoRA (training only): rank, alpha, and target modules among the adapter's loraTargets. */
+  loraConfig?: { rank?: number; alpha?: number; targets?: readonly string[] };
+}
+
+/** What the command line needs to know about an adapter, so adding one touches no command code. */
+export interface AdapterCli {
+  /** One line for `edit-r1 --help`. */
+  description: string;
+  /** The Hub repository loaded when no --model is given (absent: the weights ship with the package). */
+  defaultRepo?: string;
+  /** The files of `defaultRepo` that `edit-r1 download --adapter <name>` fetches (glob patterns). */
+  downloadPatterns?: readonly string[];
 }
 
 /**
  * A base model: loads an Editor (for benchmarks and `edit-r1 edit`) and, when trainable, a TrainablePolicy
- * (for `edit-r1 train`). A new base model is one package exporting an Adapter; nothing in core changes.
+ * (for `edit-r1 train`). A new base model is one package exporting an Adapter as `adapter`; nothing in core
+ * changes.
  */
 export interface Adapter {
   readonly name: string;
   /** The INTERFACE_VERSION the adapter was built against. */
   readonly interfaceVersion: number;
   readonly capabilities: AdapterCapabilities;
+  readonly cli: AdapterCli;
   loadEditor(options?: AdapterLoadOptions): Promise<Editor>;
   loadPolicy?(options?: AdapterLoadOptions): Promise<TrainablePolicy>;
   /** What `edit-r1 train` uses when the user gives no flag: settings sized for this model, a reward spec, etc. */
@@ -60,30 +86,82 @@ export interface AdapterTrainDefaults {
   writeTrainData?(dir: string): Promise<string>;
 }
 
-/** Rejects what an adapter declared it cannot do, naming the adapter, the option and what is supported. */
+/**
+ * Rejects what an adapter declared it cannot do, and option values no adapter can use, naming the adapter,
+ * the option and what is supported. Every field of AdapterCapabilities is checked here.
+ */
 export function checkAdapter(
   adapter: Adapter,
   options: AdapterLoadOptions = {},
   purpose: "edit" | "train" = "edit",
-) {
+): void {
+  const name = `adapter "${adapter.name}"`;
+  const caps = adapter.capabilities;
   if (adapter.interfaceVersion !== INTERFACE_VERSION) {
     throw new ConfigError(
-      `adapter "${adapter.name}" was built for core interface version ${adapter.interfaceVersion}, this core is ` +
+      `${name} was built for core interface version ${adapter.interfaceVersion}, this core is ` +
         `version ${INTERFACE_VERSION}: install matching versions of @edit-r1/core and the adapter.`,
     );
   }
   const device = options.device ?? "cpu";
-  if (!adapter.capabilities.devices.includes(device)) {
-    throw new ConfigError(
-      `adapter "${adapter.name}" does not run on device "${device}"; it supports ${adapter.capabilities.devices.join(", ")}.`,
-    );
+  if (!caps.devices.includes(device))
+    throw new ConfigError(`${name} does not run on device "${device}"; it supports ${caps.devices.join(", ")}.`);
+  const dtype = options.dtype ?? "float32";
+  if (!caps.dtypes.includes(dtype))
+    throw new ConfigError(`${name} does not compute in ${dtype}; it supports ${caps.dtypes.join(", ")}.`);
+  if (purpose === "train" && (!caps.trainable || !adapter.loadPolicy))
+    throw new ConfigError(`${name} cannot be trained yet (it provides no policy); use it for edit/bench.`);
+  if (options.guidance !== undefined) {
+    if (caps.guidance === "none")
+      throw new ConfigError(`${name} has no guidance; drop the guidance option (--guidance).`);
+    if (!(Number.isFinite(options.guidance) && options.guidance >= 0))
+      throw new ConfigError(`${name}: guidance must be a number ≥ 0, got ${options.guidance}.`);
   }
-  if (purpose === "train" && (!adapter.capabilities.trainable || !adapter.loadPolicy)) {
-    throw new ConfigError(
-      `adapter "${adapter.name}" cannot be trained yet (it provides no policy); use it for edit/bench.`,
-    );
+  if (options.resolution !== undefined) {
+    const [w, h] = options.resolution;
+    if (!(Number.isInteger(w) && Number.isInteger(h) && w > 0 && h > 0))
+      throw new ConfigError(`${name}: resolution must be two positive integers, got ${w}×${h}.`);
+    if (caps.resolutions !== "any" && !caps.resolutions.some(([rw, rh]) => rw === w && rh === h)) {
+      const list = caps.resolutions.slice(0, 6).map(([a, b]) => `${a}×${b}`);
+      throw new ConfigError(
+        `${name} does not generate ${w}×${h}; it supports ${list.join(", ")}${caps.resolutions.length > 6 ? ", …" : ""}.`,
+      );
+    }
   }
-  if (options.loraScale !== undefined && !(Number.isFinite(options.loraScale) && options.loraScale >= 0)) {
-    throw new ConfigError(`--lora-scale must be a non-negative number, got ${options.loraScale}.`);
+  if (options.loraScale !== undefined && !(Number.isFinite(options.loraScale) && options.loraScale >= 0))
+    throw new ConfigError(`${name}: --lora-scale must be a non-negative number, got ${options.loraScale}.`);
+  if (options.loraScale !== undefined && options.lora === undefined)
+    throw new ConfigError(`${name}: --lora-scale ${options.loraScale} was given without --lora; name the LoRA.`);
+  if (purpose === "train" && options.loraScale !== undefined && options.loraScale !== 1)
+    throw new ConfigError(
+      `${name}: --lora-scale ${options.loraScale} cannot be used for training; training starts from the LoRA's ` +
+        "factors as stored (drop --lora-scale, or rescale the LoRA's lora_B first).",
+    );
+  for (const key of ["noiseSeed", "initSeed"] as const) {
+    const v = options[key];
+    if (v !== undefined && !(Number.isInteger(v) && v >= 0))
+      throw new ConfigError(`${name}: ${key} must be a non-negative integer, got ${v}.`);
+  }
+  if (options.steps !== undefined && !(Number.isInteger(options.steps) && options.steps >= 1))
+    throw new ConfigError(`${name}: steps must be a positive integer, got ${options.steps}.`);
+  const lora = options.loraConfig;
+  if (lora !== undefined) {
+    if (purpose !== "train")
+      throw new ConfigError(`${name}: a LoRA configuration (rank, alpha, targets) is a training option.`);
+    if (options.lora !== undefined)
+      throw new ConfigError(
+        `${name}: give either a LoRA to start from (--lora) or a fresh LoRA's configuration, not both; ` +
+          "a loaded LoRA keeps its own rank, alpha and targets.",
+      );
+    if (lora.rank !== undefined && !(Number.isInteger(lora.rank) && lora.rank >= 1))
+      throw new ConfigError(`${name}: LoRA rank must be a positive integer, got ${lora.rank}.`);
+    if (lora.alpha !== undefined && !(Number.isFinite(lora.alpha) && lora.alpha > 0))
+      throw new ConfigError(`${name}: LoRA alpha must be positive, got ${lora.alpha}.`);
+    const unknown = (lora.targets ?? []).filter((t) => !caps.loraTargets.includes(t));
+    if (unknown.length)
+      throw new ConfigError(
+        `${name} cannot put LoRA on ${unknown.map((t) => JSON.stringify(t)).join(", ")}; ` +
+          `its LoRA targets are ${caps.loraTargets.join(", ")}.`,
+      );
   }
 }

@@ -34,11 +34,21 @@ export interface TrainablePolicy {
   readonly name: string;
   /** A fresh copy of the initial trainable parameters. */
   initialParameters(): ParamSet;
+  /**
+   * The resolution bucket of a request: requests of one bucket share latent shape and schedule, and the
+   * trainer draws every rollout batch and training micro-batch from one bucket. Absent: one bucket.
+   */
+  bucketKey?(request: EditRequest): string;
+  /**
+   * Encodes and caches the conditioning of these requests (text/VLM encoder, VAE) before their rollouts, so
+   * that `velocity` and `lossAndGradients` find it ready. The trainer awaits it before each rollout batch.
+   */
+  prepare?(requests: readonly EditRequest[]): Promise<void>;
   /** Latent values per sample (D) for this request. */
   latentSize(request: EditRequest): number;
   /** The rollout sigma schedule for a batch, from 1 down to a terminal 0. */
   sigmas(requests: readonly EditRequest[]): number[];
-  /** The velocity of the batch's flow under `params`, for a Sampler. */
+  /** The velocity of the batch's flow under `params`, for a Sampler (after `prepare` of the same requests). */
   velocity(requests: readonly EditRequest[], params: ParamSet): VelocityFn;
   decode(x0: Float32Array, requests: readonly EditRequest[]): Promise<RgbImage[]>;
   lossAndGradients(batch: NftBatch, params: ParamSet, oldParams: ParamSet): Promise<NftStepResult>;

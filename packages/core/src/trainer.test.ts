@@ -283,3 +283,49 @@ describe("train (toy policy)", () => {
     );
   });
 });
+
+describe("train (resolution buckets and prepare)", () => {
+  it("draws every rollout batch and micro-batch from one bucket, and prepares conditions before rolling out", async () => {
+    // Two buckets of prompts, told apart by the source width; the toy model ignores the image.
+    const wide = { width: 2, height: 1, data: new Uint8Array(6) };
+    const mixed: EditRequest[] = Array.from({ length: 8 }, (_, i) => ({
+      key: `b${i}`,
+      instruction: `prompt ${i}`,
+      source: i % 2 ? wide : blank,
+    }));
+    const log: string[] = [];
+    class BucketedToy extends ToyFlowPolicy {
+      bucketKey(r: EditRequest): string {
+        return `${r.source.width}x${r.source.height}`;
+      }
+      async prepare(reqs: readonly EditRequest[]): Promise<void> {
+        log.push(`prepare ${[...new Set(reqs.map((r) => this.bucketKey(r)))].join(",")}`);
+      }
+      override velocity(reqs: readonly EditRequest[], params: ParamSet) {
+        log.push(`velocity ${[...new Set(reqs.map((r) => this.bucketKey(r)))].join(",")}`);
+        return super.velocity(reqs, params);
+      }
+      override lossAndGradients(...args: Parameters<ToyFlowPolicy["lossAndGradients"]>) {
+        log.push(`train ${[...new Set(args[0].requests.map((r) => this.bucketKey(r)))].join(",")}`);
+        return super.lossAndGradients(...args);
+      }
+    }
+    await train({
+      policy: new BucketedToy({ seed: 3 }),
+      sampler: new EulerSampler(),
+      reward: new ToyRegionReward(0.5, 2),
+      prompts: promptSetFromRequests(mixed),
+      outDir: join(tempDir(), "run"),
+      config: { ...toyConfig, steps: 3, promptsPerBatch: 2, groupSize: 4, trainBatchSize: 3 },
+      progress: null,
+    });
+    expect(log.length).toBeGreaterThan(6);
+    // One bucket per call, and every velocity call follows a prepare of the same bucket.
+    for (const line of log) expect(line).toMatch(/^(prepare|velocity|train) \dx1$/);
+    log.forEach((line, i) => {
+      if (line.startsWith("velocity")) expect(log[i - 1]).toBe(line.replace("velocity", "prepare"));
+    });
+    // Both buckets were drawn over the run.
+    expect(new Set(log.map((l) => l.split(" ")[1])).size).toBe(2);
+  });
+});

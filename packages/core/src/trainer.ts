@@ -5,7 +5,12 @@ import { oldPolicyDecay } from "./decay.js";
 import type { PromptSet } from "./edit-dataset.js";
 import { Ema } from "./ema.js";
 import { ConfigError, EditR1Error } from "./errors.js";
-import { DEFAULT_GROUP_FILTER, type GroupFilterSettings, groupStatistics } from "./group-stats.js";
+import {
+  DEFAULT_GROUP_FILTER,
+  type GroupFilterSettings,
+  type GroupStatistics,
+  groupStatistics,
+} from "./group-stats.js";
 import { imageGridPng } from "./image-io.js";
 import { DEFAULT_NFT_SETTINGS, type NftSettings } from "./nft-loss.js";
 import {
@@ -254,34 +259,105 @@ interface RolloutSample {
   image: RgbImage;
 }
 
+/** One step's scored rollouts and their group statistics. */
+interface ScoredRollouts {
+  samples: RolloutSample[];
+  outputs: RewardOutput[];
+  rewards: number[];
+  stats: GroupStatistics;
+  validMask: Uint8Array;
+  newlyBanned: number;
+  rolloutS: number;
+  rewardWaitS: number;
+}
+
+/** The loss terms and clipped gradient norm of one optimizer step. */
+interface TrainedStep {
+  trainedSamples: number;
+  loss: number;
+  policyLoss: number;
+  klLoss: number;
+  gradNorm: number;
+  emaDecay: number;
+  oldPolicyEta: number;
+  trainS: number;
+}
+
 /**
  * Runs DiffusionNFT training (Edit-R1's loop): draw prompts in groups, roll out with the old policy,
  * score (overlapping the next rollout), group statistics and filtering, NFT loss over the sampler's own
  * sigmas with gradient accumulation, AdamW with clipping, old-policy and EMA updates, metrics,
- * atomic checkpoints and exact resume.
+ * atomic checkpoints and exact resume. Each phase is one method of `TrainingRun`.
  */
 export async function train(options: TrainOptions): Promise<TrainResult> {
-  const config = resolveTrainConfig(options.config);
-  const { policy, sampler, reward, prompts } = options;
-  const run = new RunDirectory(options.outDir);
-  const progress = options.progress === undefined ? process.stderr : options.progress;
+  const run = new TrainingRun(options);
+  run.restore();
+  const metrics: StepMetrics[] = [];
+  while (run.step < run.config.steps) {
+    options.signal?.throwIfAborted();
+    const tStep = now();
+    const scored = await run.rolloutAndScore();
+    const trained = await run.trainOnSamples(scored);
+    metrics.push(await run.recordStep(scored, trained, now() - tStep));
+  }
+  run.writeReport();
+  const loraDir = options.policy.exportLora
+    ? await exportLoraAtomically(options.policy, run.ema.params, join(run.dir.root, "lora"))
+    : undefined;
+  return {
+    run: run.dir,
+    metrics,
+    params: run.params,
+    oldParams: run.oldParams,
+    emaParams: run.ema.params,
+    step: run.step,
+    loraDir,
+  };
+}
 
-  let params = policy.initialParameters();
-  const oldParams = cloneParams(params);
-  const ema = new Ema(params, config.emaMaxDecay);
-  const adam = new AdamW(params, config.optimizer);
-  let rngPrompts = Rng.derive(config.seed, "prompts");
-  let rngRollout = Rng.derive(config.seed, "rollout");
-  let rngTrain = Rng.derive(config.seed, "train");
-  const banned = new Set<string>();
-  let step = 0;
+/** The state of one training run and its phases: restore, rollout and score, train, record. */
+class TrainingRun {
+  readonly config: TrainConfig;
+  readonly dir: RunDirectory;
+  params: ParamSet;
+  readonly oldParams: ParamSet;
+  readonly ema: Ema;
+  step = 0;
+  private readonly adam: AdamW;
+  private rngPrompts: Rng;
+  private rngRollout: Rng;
+  private rngTrain: Rng;
+  private readonly banned = new Set<string>();
+  private lastCheckpoint: string | null = null;
+  /** Resolution bucket of each prompt index seen so far (the policy's bucketKey of its request). */
+  private readonly bucketOf = new Map<number, string>();
+  private readonly progress: NodeJS.WritableStream | null;
 
-  const latest = run.latestCheckpoint();
-  if (latest && !options.resume)
-    throw new ConfigError(
-      `${run.root} already holds checkpoints (newest: step ${latest.step}); pass resume to continue it or choose another output folder`,
-    );
-  if (latest && options.resume) {
+  constructor(private readonly options: TrainOptions) {
+    this.config = resolveTrainConfig(options.config);
+    this.dir = new RunDirectory(options.outDir);
+    this.progress = options.progress === undefined ? process.stderr : options.progress;
+    this.params = options.policy.initialParameters();
+    this.oldParams = cloneParams(this.params);
+    this.ema = new Ema(this.params, this.config.emaMaxDecay);
+    this.adam = new AdamW(this.params, this.config.optimizer);
+    this.rngPrompts = Rng.derive(this.config.seed, "prompts");
+    this.rngRollout = Rng.derive(this.config.seed, "rollout");
+    this.rngTrain = Rng.derive(this.config.seed, "train");
+  }
+
+  /** Continues from the newest checkpoint when resuming; refuses to overwrite one otherwise. */
+  restore(): void {
+    const { config, dir: run } = this;
+    const latest = run.latestCheckpoint();
+    if (latest && !this.options.resume)
+      throw new ConfigError(
+        `${run.root} already holds checkpoints (newest: step ${latest.step}); pass resume to continue it or choose another output folder`,
+      );
+    if (!(latest && this.options.resume)) {
+      if (existsSync(run.metricsPath)) run.truncateMetrics(0);
+      return;
+    }
     const state = JSON.parse(readFileSync(join(latest.dir, "trainer-state.json"), "utf8")) as TrainerState;
     if (state.configFingerprint !== fingerprint(config))
       throw new ConfigError(
@@ -290,58 +366,250 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     const load = (file: string): ParamSet =>
       decodeSafetensorsF32(readFileSync(join(latest.dir, file)), join(latest.dir, file)).tensors;
     const loaded = load("model.safetensors");
-    assertSameLayout(params, loaded, `checkpoint ${latest.dir} (policy ${state.policy})`);
-    params = loaded;
+    assertSameLayout(this.params, loaded, `checkpoint ${latest.dir} (policy ${state.policy})`);
+    this.params = loaded;
     const old = load("model-old.safetensors");
-    assertSameLayout(oldParams, old, `checkpoint ${latest.dir} old policy`);
-    for (const k of Object.keys(oldParams)) oldParams[k]!.set(old[k]!);
-    ema.load(load("model-ema.safetensors"));
+    assertSameLayout(this.oldParams, old, `checkpoint ${latest.dir} old policy`);
+    for (const k of Object.keys(this.oldParams)) this.oldParams[k]!.set(old[k]!);
+    this.ema.load(load("model-ema.safetensors"));
     const moments = load("optimizer.safetensors");
-    adam.loadState({
+    this.adam.loadState({
       step: state.adamStep,
       settings: config.optimizer,
       m: unprefixed("m.", moments),
       v: unprefixed("v.", moments),
     });
-    rngPrompts = Rng.fromState(state.rng.prompts);
-    rngRollout = Rng.fromState(state.rng.rollout);
-    rngTrain = Rng.fromState(state.rng.train);
-    for (const b of state.banned) banned.add(b);
-    step = state.step;
-    run.truncateMetrics(step);
-  } else if (existsSync(run.metricsPath)) {
-    run.truncateMetrics(0);
+    this.rngPrompts = Rng.fromState(state.rng.prompts);
+    this.rngRollout = Rng.fromState(state.rng.rollout);
+    this.rngTrain = Rng.fromState(state.rng.train);
+    for (const b of state.banned) this.banned.add(b);
+    this.step = state.step;
+    run.truncateMetrics(this.step);
+    this.lastCheckpoint = latest.dir;
   }
 
-  let lastCheckpoint: string | null = latest && options.resume ? latest.dir : null;
-  const metrics: StepMetrics[] = [];
+  /** Rollout batches, each one's scoring overlapping the next one's rollout; then group statistics. */
+  async rolloutAndScore(): Promise<ScoredRollouts> {
+    const { config, options } = this;
+    const { reward } = options;
+    let rolloutS = 0;
+    const samples: RolloutSample[] = [];
+    const scoring: Promise<RewardOutput[]>[] = [];
+    for (let b = 0; b < config.rolloutBatches; b++) {
+      const t0 = now();
+      const batch = await this.rollout();
+      rolloutS += now() - t0;
+      samples.push(...batch);
+      const inputs: RewardInput[] = batch.map((s) => ({ ...s.request, edited: s.image }));
+      const pending = reward.score(inputs, options.signal ? { signal: options.signal } : undefined);
+      pending.catch(() => {}); // awaited below; this only silences the unhandled-rejection warning meanwhile
+      scoring.push(pending);
+    }
+    const t1 = now();
+    const outputs = (await Promise.all(scoring)).flat();
+    const rewardWaitS = now() - t1;
+    if (outputs.length !== samples.length)
+      throw new EditR1Error(
+        `reward ${reward.name} returned ${outputs.length} scores for ${samples.length} images`,
+      );
+    const rewards = outputs.map((o) => o.score);
+    const bad = rewards.findIndex((r) => !Number.isFinite(r));
+    if (bad >= 0)
+      this.diverged(
+        `reward ${reward.name} gave ${rewards[bad]} for sample ${bad} (prompt ${JSON.stringify(samples[bad]!.request.instruction)})`,
+      );
 
-  const saveCheckpoint = (): void => {
-    const adamState = adam.getState();
+    const keys = samples.map((s) => options.prompts.groupKey(s.promptIndex));
+    const stats = groupStatistics(keys, rewards, config.filter);
+    const validMask = config.filter.enabled ? stats.validMask : new Uint8Array(samples.length).fill(1);
+    let newlyBanned = 0;
+    if (config.filter.enabled && config.filter.banPrompts) {
+      for (const key of stats.banned) {
+        if (!this.banned.has(key)) newlyBanned++;
+        this.banned.add(key);
+      }
+    }
+    return { samples, outputs, rewards, stats, validMask, newlyBanned, rolloutS, rewardWaitS };
+  }
+
+  /**
+   * The NFT passes over the unfiltered samples, every sample at int(n·fraction) of its sampler's sigmas in its
+   * own random order, micro-batches drawn from one resolution bucket; then AdamW, EMA and the old policy.
+   */
+  async trainOnSamples(scored: ScoredRollouts): Promise<TrainedStep> {
+    const { config, options } = this;
+    const { samples, stats, validMask } = scored;
+    const tTrain = now();
+    const n = samples[0]!.sigmas.length - 1;
+    if (samples.some((s) => s.sigmas.length - 1 !== n))
+      throw new ConfigError("all rollouts of one step must use the same number of sampler steps");
+    const numT = Math.max(1, Math.floor(n * config.timestepFraction));
+    // Each sample's timestep order and its noise at each trained timestep, drawn once per group or per sample.
+    const keys = samples.map((s) => options.prompts.groupKey(s.promptIndex));
+    const drawKeys = config.trainNoise === "group" ? keys : samples.map((_, i) => String(i));
+    const draws = new Map<string, { timeOrder: number[]; noise: Float32Array[] }>();
+    for (let i = 0; i < samples.length; i++) {
+      if (draws.has(drawKeys[i]!)) continue;
+      const dim = samples[i]!.x0.length;
+      const timeOrder = this.rngTrain.permutation(n);
+      draws.set(drawKeys[i]!, {
+        timeOrder,
+        noise: Array.from({ length: numT }, () => this.rngTrain.normals(dim)),
+      });
+    }
+    const drawOf = (s: number) => draws.get(drawKeys[s]!)!;
+    // A masked sample's loss and gradient are exactly zero (as in the reference, which still runs it), so
+    // the filtered groups are left out of the passes altogether.
+    const order = this.rngTrain.permutation(samples.length).filter((s) => validMask[s] === 1);
+    const microBatches = this.microBatches(order, samples);
+    const grads = zerosLike(this.params);
+    const scale = 1 / (Math.max(1, microBatches.length) * numT);
+    let loss = 0;
+    let policyLoss = 0;
+    let klLoss = 0;
+    for (const mb of microBatches) {
+      const dim = samples[mb[0]!]!.x0.length;
+      const x0 = new Float32Array(mb.length * dim);
+      mb.forEach((s, i) => {
+        x0.set(samples[s]!.x0, i * dim);
+      });
+      for (let j = 0; j < numT; j++) {
+        const noise = new Float32Array(mb.length * dim);
+        mb.forEach((s, i) => {
+          noise.set(drawOf(s).noise[j]!, i * dim);
+        });
+        const batch: NftBatch = {
+          requests: mb.map((s) => samples[s]!.request),
+          x0,
+          noise,
+          t: Float64Array.from(mb.map((s) => samples[s]!.sigmas[drawOf(s).timeOrder[j]!]!)),
+          advantages: Float64Array.from(mb.map((s) => stats.advantages[s]!)),
+          validMask: Uint8Array.from(mb.map((s) => validMask[s]!)),
+          settings: config.nft,
+        };
+        const out = await options.policy.lossAndGradients(batch, this.params, this.oldParams);
+        if (!Number.isFinite(out.loss))
+          this.diverged(`the NFT loss is ${out.loss} (policy ${out.policyLoss}, KL ${out.klLoss})`);
+        accumulate(grads, out.gradients, scale);
+        loss += out.loss * scale;
+        policyLoss += out.policyLoss * scale;
+        klLoss += out.klLoss * scale;
+      }
+    }
+    const gradNorm = clipGradNorm(grads, config.maxGradNorm);
+    if (!Number.isFinite(gradNorm)) this.diverged(`the gradient norm is ${gradNorm}`);
+    this.adam.update(this.params, grads);
+    const emaDecay = this.ema.update(this.params, this.step);
+    this.step++;
+    const oldPolicyEta = oldPolicyDecay(this.step, config.decayType);
+    softUpdate(this.oldParams, this.params, oldPolicyEta);
+    return {
+      trainedSamples: order.length,
+      loss,
+      policyLoss,
+      klLoss,
+      gradNorm,
+      emaDecay,
+      oldPolicyEta,
+      trainS: now() - tTrain,
+    };
+  }
+
+  /** Logs the step (metrics line, sample grid, progress) and checkpoints it, the metrics line first. */
+  async recordStep(scored: ScoredRollouts, trained: TrainedStep, stepS: number): Promise<StepMetrics> {
+    const { config, step, dir: run } = this;
+    const { samples, outputs, rewards, stats } = scored;
+    if (config.sampleGridEvery > 0 && (step % config.sampleGridEvery === 0 || step === 1)) {
+      mkdirSync(run.samplesDir, { recursive: true });
+      const path = join(run.samplesDir, `step-${String(step).padStart(8, "0")}.png`);
+      const shown = samples.slice(0, Math.min(samples.length, config.groupSize * 4));
+      const small = Math.max(...shown.map((s) => s.image.width)) < 64;
+      writeFileSync(
+        path,
+        await imageGridPng(
+          shown.map((s) => s.image),
+          { columns: config.groupSize, scale: small ? 8 : 1 },
+        ),
+      );
+    }
+    const [rewardMean, rewardStd] = meanStd(rewards);
+    const componentNames = [...new Set(outputs.flatMap((o) => Object.keys(o.components)))];
+    const rewardComponents: Record<string, number> = {};
+    for (const c of componentNames) {
+      const vals = outputs.map((o) => o.components[c]).filter((v): v is number => typeof v === "number");
+      rewardComponents[c] = vals.reduce((a, b) => a + b, 0) / vals.length;
+    }
+    const record: StepMetrics = {
+      step,
+      samples: samples.length,
+      trainedSamples: trained.trainedSamples,
+      rewardMean,
+      rewardStd,
+      rewardMin: Math.min(...rewards),
+      rewardMax: Math.max(...rewards),
+      rewardComponents,
+      groupCount: stats.groupCount,
+      filteredFraction: config.filter.enabled ? stats.filteredFraction : 0,
+      newlyBanned: scored.newlyBanned,
+      bannedTotal: this.banned.size,
+      loss: trained.loss,
+      policyLoss: trained.policyLoss,
+      klLoss: trained.klLoss,
+      gradNorm: trained.gradNorm,
+      oldPolicyEta: trained.oldPolicyEta,
+      emaDecay: trained.emaDecay,
+      lr: config.optimizer.lr,
+      time: { rolloutS: scored.rolloutS, rewardWaitS: scored.rewardWaitS, trainS: trained.trainS, stepS },
+    };
+    run.appendMetrics(record);
+    if (step % config.checkpointEvery === 0 || step === config.steps) {
+      this.saveCheckpoint();
+      // Each checkpoint also carries its EMA weights as a loadable LoRA (PEFT files), for bench --lora.
+      const { policy } = this.options;
+      if (policy.exportLora)
+        await exportLoraAtomically(policy, this.ema.params, join(this.lastCheckpoint!, "lora"));
+    }
+    this.progress?.write(
+      `step ${step}/${config.steps}  reward ${rewardMean.toFixed(4)} ± ${rewardStd.toFixed(4)}  ` +
+        `filtered ${(record.filteredFraction * 100).toFixed(0)}%  loss ${trained.loss.toPrecision(4)}  ` +
+        `|g| ${trained.gradNorm.toPrecision(3)}  ${stepS.toFixed(2)}s\n`,
+    );
+    return record;
+  }
+
+  saveCheckpoint(): void {
+    const { policy } = this.options;
+    const adamState = this.adam.getState();
     const state: TrainerState = {
       format: 1,
-      step,
+      step: this.step,
       policy: policy.name,
-      configFingerprint: fingerprint(config),
+      configFingerprint: fingerprint(this.config),
       adamStep: adamState.step,
-      rng: { prompts: rngPrompts.getState(), rollout: rngRollout.getState(), train: rngTrain.getState() },
-      banned: [...banned],
+      rng: {
+        prompts: this.rngPrompts.getState(),
+        rollout: this.rngRollout.getState(),
+        train: this.rngTrain.getState(),
+      },
+      banned: [...this.banned],
     };
-    const meta = { format: "pt", step: String(step), policy: policy.name };
-    lastCheckpoint = run.writeCheckpoint(step, {
-      "model.safetensors": encodeSafetensorsF32(params, { metadata: meta }),
-      "model-old.safetensors": encodeSafetensorsF32(oldParams, { metadata: meta }),
-      "model-ema.safetensors": encodeSafetensorsF32(ema.params, { metadata: meta }),
+    const meta = { format: "pt", step: String(this.step), policy: policy.name };
+    this.lastCheckpoint = this.dir.writeCheckpoint(this.step, {
+      "model.safetensors": encodeSafetensorsF32(this.params, { metadata: meta }),
+      "model-old.safetensors": encodeSafetensorsF32(this.oldParams, { metadata: meta }),
+      "model-ema.safetensors": encodeSafetensorsF32(this.ema.params, { metadata: meta }),
       "optimizer.safetensors": encodeSafetensorsF32({
         ...prefixed("m.", adamState.m),
         ...prefixed("v.", adamState.v),
       }),
       "trainer-state.json": `${JSON.stringify(state, null, 1)}\n`,
     });
-    run.pruneCheckpoints(config.keepCheckpoints);
-  };
+    this.dir.pruneCheckpoints(this.config.keepCheckpoints);
+  }
 
-  const writeReport = (): void => {
+  writeReport(): void {
+    const { dir: run, config } = this;
+    const { policy, sampler, reward } = this.options;
     // The newest sample grids, including those of earlier (resumed) sessions.
     const gallery: GalleryItem[] = existsSync(run.samplesDir)
       ? readdirSync(run.samplesDir)
@@ -370,33 +638,69 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
         },
       }),
     );
-  };
+  }
 
-  const drawPrompts = (): number[] => {
+  /** Writes the report and stops the run: the last checkpoint stays as it was. */
+  private diverged(reason: string): never {
+    this.writeReport();
+    throw new TrainingDivergedError(this.step + 1, reason, this.lastCheckpoint);
+  }
+
+  /**
+   * m distinct unbanned prompts of one resolution bucket, in a random order: the bucket of the first prompt of
+   * a random permutation, then the next prompts of the permutation in that bucket. With one bucket this is the
+   * permutation's first m prompts.
+   */
+  private async drawPrompts(): Promise<{ index: number; request: EditRequest }[]> {
+    const { config, options } = this;
+    const { prompts, policy } = options;
     const available: number[] = [];
-    for (let i = 0; i < prompts.size; i++) if (!banned.has(prompts.groupKey(i))) available.push(i);
+    for (let i = 0; i < prompts.size; i++) if (!this.banned.has(prompts.groupKey(i))) available.push(i);
     if (available.length < config.promptsPerBatch)
       throw new PromptsExhaustedError(
         `only ${available.length} of ${prompts.size} prompts are not banned, fewer than promptsPerBatch = ${config.promptsPerBatch}; ` +
           "add prompts, lower promptsPerBatch, or turn off filter.banPrompts",
       );
-    const perm = rngPrompts.permutation(available.length);
-    return perm.slice(0, config.promptsPerBatch).map((i) => available[i]!);
-  };
+    const perm = this.rngPrompts.permutation(available.length).map((i) => available[i]!);
+    if (!policy.bucketKey) {
+      const chosen = perm.slice(0, config.promptsPerBatch);
+      return Promise.all(chosen.map(async (index) => ({ index, request: await prompts.get(index) })));
+    }
+    const out: { index: number; request: EditRequest }[] = [];
+    let bucket: string | undefined;
+    for (const index of perm) {
+      const request = await prompts.get(index);
+      const key = policy.bucketKey(request);
+      this.bucketOf.set(index, key);
+      bucket ??= key;
+      if (key === bucket) out.push({ index, request });
+      if (out.length === config.promptsPerBatch) return out;
+    }
+    throw new PromptsExhaustedError(
+      `the resolution bucket ${bucket} holds only ${out.length} unbanned prompts, fewer than promptsPerBatch = ` +
+        `${config.promptsPerBatch}; add prompts of that size, lower promptsPerBatch, or resize the data to fewer buckets`,
+    );
+  }
 
-  const rollout = async (): Promise<RolloutSample[]> => {
-    const indices = drawPrompts().flatMap((i) => Array<number>(config.groupSize).fill(i));
-    const requests = await Promise.all(indices.map((i) => prompts.get(i)));
+  /** One rollout batch: m prompts × K samples from the old policy, decoded. */
+  private async rollout(): Promise<RolloutSample[]> {
+    const { config, options } = this;
+    const { policy, sampler } = options;
+    const drawn = await this.drawPrompts();
+    const indices = drawn.flatMap((d) => Array<number>(config.groupSize).fill(d.index));
+    const requests = drawn.flatMap((d) => Array<EditRequest>(config.groupSize).fill(d.request));
     const dim = policy.latentSize(requests[0]!);
     for (const r of requests) {
       if (policy.latentSize(r) !== dim)
         throw new ConfigError(
-          `policy ${policy.name}: requests in one rollout batch have different latent sizes (${dim} vs ${policy.latentSize(r)}); bucket prompts by resolution`,
+          `policy ${policy.name}: requests in one rollout batch have different latent sizes (${dim} vs ${policy.latentSize(r)}); ` +
+            "the policy must give requests of different sizes different bucketKeys",
         );
     }
+    await policy.prepare?.(requests);
     const sigmas = policy.sigmas(requests);
-    const noise = rngRollout.normals(requests.length * dim);
-    const { x0 } = await sampler.sample(noise, sigmas, policy.velocity(requests, oldParams));
+    const noise = this.rngRollout.normals(requests.length * dim);
+    const { x0 } = await sampler.sample(noise, sigmas, policy.velocity(requests, this.oldParams));
     const images = await policy.decode(x0, requests);
     return requests.map((request, i) => ({
       promptIndex: indices[i]!,
@@ -405,193 +709,21 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       sigmas,
       image: images[i]!,
     }));
-  };
-
-  while (step < config.steps) {
-    options.signal?.throwIfAborted();
-    const tStep = now();
-    let rolloutS = 0;
-    let rewardWaitS = 0;
-
-    // Rollouts, with each batch's scoring overlapping the next batch's rollout.
-    const samples: RolloutSample[] = [];
-    const scoring: Promise<RewardOutput[]>[] = [];
-    for (let b = 0; b < config.rolloutBatches; b++) {
-      const t0 = now();
-      const batch = await rollout();
-      rolloutS += now() - t0;
-      samples.push(...batch);
-      const inputs: RewardInput[] = batch.map((s) => ({ ...s.request, edited: s.image }));
-      const pending = reward.score(inputs, options.signal ? { signal: options.signal } : undefined);
-      pending.catch(() => {}); // awaited below; this only silences the unhandled-rejection warning meanwhile
-      scoring.push(pending);
-    }
-    const t1 = now();
-    const outputs = (await Promise.all(scoring)).flat();
-    rewardWaitS = now() - t1;
-    if (outputs.length !== samples.length)
-      throw new EditR1Error(
-        `reward ${reward.name} returned ${outputs.length} scores for ${samples.length} images`,
-      );
-    const rewards = outputs.map((o) => o.score);
-    const bad = rewards.findIndex((r) => !Number.isFinite(r));
-    if (bad >= 0) {
-      writeReport();
-      throw new TrainingDivergedError(
-        step + 1,
-        `reward ${reward.name} gave ${rewards[bad]} for sample ${bad} (prompt ${JSON.stringify(samples[bad]!.request.instruction)})`,
-        lastCheckpoint,
-      );
-    }
-
-    // Group statistics and filtering.
-    const keys = samples.map((s) => prompts.groupKey(s.promptIndex));
-    const stats = groupStatistics(keys, rewards, config.filter);
-    const validMask = config.filter.enabled ? stats.validMask : new Uint8Array(samples.length).fill(1);
-    let newlyBanned = 0;
-    if (config.filter.enabled && config.filter.banPrompts) {
-      for (const key of stats.banned) {
-        if (!banned.has(key)) newlyBanned++;
-        banned.add(key);
-      }
-    }
-
-    // Training: every sample at int(n·fraction) of its sampler's sigmas, in its own random order.
-    const tTrain = now();
-    const n = samples[0]!.sigmas.length - 1;
-    if (samples.some((s) => s.sigmas.length - 1 !== n))
-      throw new ConfigError("all rollouts of one step must use the same number of sampler steps");
-    const numT = Math.max(1, Math.floor(n * config.timestepFraction));
-    // Each sample's timestep order and its noise at each trained timestep, drawn once per group or per sample.
-    const drawKeys = config.trainNoise === "group" ? keys : samples.map((_, i) => String(i));
-    const draws = new Map<string, { timeOrder: number[]; noise: Float32Array[] }>();
-    for (let i = 0; i < samples.length; i++) {
-      if (draws.has(drawKeys[i]!)) continue;
-      const dim = samples[i]!.x0.length;
-      const timeOrder = rngTrain.permutation(n);
-      draws.set(drawKeys[i]!, {
-        timeOrder,
-        noise: Array.from({ length: numT }, () => rngTrain.normals(dim)),
-      });
-    }
-    const drawOf = (s: number) => draws.get(drawKeys[s]!)!;
-    // A masked sample's loss and gradient are exactly zero (as in the reference, which still runs it), so
-    // the filtered groups are left out of the passes altogether.
-    const order = rngTrain.permutation(samples.length).filter((s) => validMask[s] === 1);
-    const microBatches: number[][] = [];
-    for (let i = 0; i < order.length; i += config.trainBatchSize)
-      microBatches.push(order.slice(i, i + config.trainBatchSize));
-    const grads = zerosLike(params);
-    const scale = 1 / (Math.max(1, microBatches.length) * numT);
-    let lossSum = 0;
-    let policySum = 0;
-    let klSum = 0;
-    for (const mb of microBatches) {
-      const dim = samples[mb[0]!]!.x0.length;
-      const x0 = new Float32Array(mb.length * dim);
-      mb.forEach((s, i) => {
-        x0.set(samples[s]!.x0, i * dim);
-      });
-      for (let j = 0; j < numT; j++) {
-        const noise = new Float32Array(mb.length * dim);
-        mb.forEach((s, i) => {
-          noise.set(drawOf(s).noise[j]!, i * dim);
-        });
-        const batch: NftBatch = {
-          requests: mb.map((s) => samples[s]!.request),
-          x0,
-          noise,
-          t: Float64Array.from(mb.map((s) => samples[s]!.sigmas[drawOf(s).timeOrder[j]!]!)),
-          advantages: Float64Array.from(mb.map((s) => stats.advantages[s]!)),
-          validMask: Uint8Array.from(mb.map((s) => validMask[s]!)),
-          settings: config.nft,
-        };
-        const out = await policy.lossAndGradients(batch, params, oldParams);
-        if (!Number.isFinite(out.loss)) {
-          writeReport();
-          throw new TrainingDivergedError(
-            step + 1,
-            `the NFT loss is ${out.loss} (policy ${out.policyLoss}, KL ${out.klLoss})`,
-            lastCheckpoint,
-          );
-        }
-        accumulate(grads, out.gradients, scale);
-        lossSum += out.loss * scale;
-        policySum += out.policyLoss * scale;
-        klSum += out.klLoss * scale;
-      }
-    }
-    const gradNorm = clipGradNorm(grads, config.maxGradNorm);
-    if (!Number.isFinite(gradNorm)) {
-      writeReport();
-      throw new TrainingDivergedError(step + 1, `the gradient norm is ${gradNorm}`, lastCheckpoint);
-    }
-    adam.update(params, grads);
-    const emaDecayUsed = ema.update(params, step);
-    step++;
-    const eta = oldPolicyDecay(step, config.decayType);
-    softUpdate(oldParams, params, eta);
-    const trainS = now() - tTrain;
-
-    // Log, sample grid, checkpoint (after the metrics line, so a checkpoint never lacks its line).
-    if (config.sampleGridEvery > 0 && (step % config.sampleGridEvery === 0 || step === 1)) {
-      mkdirSync(run.samplesDir, { recursive: true });
-      const path = join(run.samplesDir, `step-${String(step).padStart(8, "0")}.png`);
-      const shown = samples.slice(0, Math.min(samples.length, config.groupSize * 4));
-      const small = Math.max(...shown.map((s) => s.image.width)) < 64;
-      writeFileSync(
-        path,
-        await imageGridPng(
-          shown.map((s) => s.image),
-          { columns: config.groupSize, scale: small ? 8 : 1 },
-        ),
-      );
-    }
-    const [rewardMean, rewardStd] = meanStd(rewards);
-    const componentNames = [...new Set(outputs.flatMap((o) => Object.keys(o.components)))];
-    const rewardComponents: Record<string, number> = {};
-    for (const c of componentNames) {
-      const vals = outputs.map((o) => o.components[c]).filter((v): v is number => typeof v === "number");
-      rewardComponents[c] = vals.reduce((a, b) => a + b, 0) / vals.length;
-    }
-    const record: StepMetrics = {
-      step,
-      samples: samples.length,
-      trainedSamples: order.length,
-      rewardMean,
-      rewardStd,
-      rewardMin: Math.min(...rewards),
-      rewardMax: Math.max(...rewards),
-      rewardComponents,
-      groupCount: stats.groupCount,
-      filteredFraction: config.filter.enabled ? stats.filteredFraction : 0,
-      newlyBanned,
-      bannedTotal: banned.size,
-      loss: lossSum,
-      policyLoss: policySum,
-      klLoss: klSum,
-      gradNorm,
-      oldPolicyEta: eta,
-      emaDecay: emaDecayUsed,
-      lr: config.optimizer.lr,
-      time: { rolloutS, rewardWaitS, trainS, stepS: now() - tStep },
-    };
-    run.appendMetrics(record);
-    metrics.push(record);
-    if (step % config.checkpointEvery === 0 || step === config.steps) {
-      saveCheckpoint();
-      // Each checkpoint also carries its EMA weights as a loadable LoRA (PEFT files), for bench --lora.
-      if (policy.exportLora) await exportLoraAtomically(policy, ema.params, join(lastCheckpoint!, "lora"));
-    }
-    progress?.write(
-      `step ${step}/${config.steps}  reward ${rewardMean.toFixed(4)} ± ${rewardStd.toFixed(4)}  ` +
-        `filtered ${(record.filteredFraction * 100).toFixed(0)}%  loss ${lossSum.toPrecision(4)}  ` +
-        `|g| ${gradNorm.toPrecision(3)}  ${record.time.stepS.toFixed(2)}s\n`,
-    );
   }
-  writeReport();
-  const loraDir = policy.exportLora
-    ? await exportLoraAtomically(policy, ema.params, join(run.root, "lora"))
-    : undefined;
-  return { run, metrics, params, oldParams, emaParams: ema.params, step, loraDir };
+
+  /** Consecutive runs of `trainBatchSize` samples of `order`, each from one bucket (buckets in order of first appearance). */
+  private microBatches(order: number[], samples: readonly RolloutSample[]): number[][] {
+    const size = this.config.trainBatchSize;
+    const byBucket = new Map<string, number[]>();
+    for (const s of order) {
+      const bucket = this.bucketOf.get(samples[s]!.promptIndex) ?? "";
+      let list = byBucket.get(bucket);
+      if (!list) byBucket.set(bucket, (list = []));
+      list.push(s);
+    }
+    const out: number[][] = [];
+    for (const list of byBucket.values())
+      for (let i = 0; i < list.length; i += size) out.push(list.slice(i, i + size));
+    return out;
+  }
 }

@@ -1,9 +1,11 @@
+import { ShapeError } from "./errors.js";
+
 /**
  * The model-agnostic data types shared by adapters, samplers, rewards and benchmarks.
  * Versioned with INTERFACE_VERSION: a breaking change to any interface here bumps it, so
  * adapters and rewards built against another version fail at configuration time.
  */
-export const INTERFACE_VERSION = 1;
+export const INTERFACE_VERSION = 2;
 
 /** An 8-bit RGB image in row-major HWC layout (what sharp decodes to, and what judges receive). */
 export interface RgbImage {
@@ -13,12 +15,19 @@ export interface RgbImage {
   data: Uint8Array;
 }
 
-/** One edit to make: an instruction applied to a source image, with an optional per-sample requirement. */
+/**
+ * One edit to make: an instruction applied to one or more source images, with an optional per-sample
+ * requirement. Most edits have one image (`source`); multi-image edits (Qwen-Image-Edit-2509's "Picture 1",
+ * "Picture 2", …) list every image in `sources`, whose first entry is `source`.
+ */
 export interface EditRequest {
-  /** Stable identifier (data-set row, benchmark key); groups and caches key on it. */
+  /** Stable identifier (data-set row, benchmark key); groups, caches and per-request noise key on it. */
   key: string;
   instruction: string;
+  /** The (first) source image: what judges compare the edit with. */
   source: RgbImage;
+  /** Every source image in order, `sources[0] === source`; absent means `[source]`. */
+  sources?: readonly RgbImage[];
   /**
    * Identifies the source image (its data-set path, a content hash); with the instruction it forms the
    * group key, so rows sharing an instruction but not an image are separate groups. Defaults to `key`.
@@ -26,6 +35,27 @@ export interface EditRequest {
   sourceKey?: string;
   /** Task-specific judging requirement (Edit-R1's "requirement" field), shown to the judge. */
   requirement?: string;
+}
+
+/** The source images of a request in order: `sources`, or `[source]` for a one-image edit. */
+export function requestSources(request: EditRequest): readonly RgbImage[] {
+  const { sources } = request;
+  if (sources === undefined) return [request.source];
+  if (sources.length === 0 || sources[0] !== request.source)
+    throw new ShapeError(
+      `request "${request.key}": sources must list the request's source image first (sources[0] === source); ` +
+        "build multi-image requests with requestWithSources()",
+    );
+  return sources;
+}
+
+/** A request editing several images (the first becomes `source`). */
+export function requestWithSources(
+  request: Omit<EditRequest, "source" | "sources">,
+  sources: readonly RgbImage[],
+): EditRequest {
+  if (sources.length === 0) throw new ShapeError(`request "${request.key}": give at least one source image`);
+  return { ...request, source: sources[0]!, sources: [...sources] };
 }
 
 /** What a reward scores: the request plus the edited image. */

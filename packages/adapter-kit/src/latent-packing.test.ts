@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { FluxKontextError } from "./flux-kontext-error.js";
+import { AdapterKitError } from "./errors.js";
 import { imageTokenIds, packLatents, unpackLatents } from "./latent-packing.js";
 
 describe("2×2 latent packing", () => {
@@ -30,7 +30,7 @@ describe("2×2 latent packing", () => {
   });
 
   it("rejects odd sides and wrong sizes", () => {
-    expect(() => packLatents(new Float32Array(C * 3 * 6), C, 3, 6)).toThrow(FluxKontextError);
+    expect(() => packLatents(new Float32Array(C * 3 * 6), C, 3, 6)).toThrow(AdapterKitError);
     expect(() => packLatents(new Float32Array(5), C, h, w)).toThrow(/5 values, expected 2×4×6/);
   });
 });

@@ -1,8 +1,8 @@
-import { FluxKontextError } from "./flux-kontext-error.js";
+import { AdapterKitError } from "./errors.js";
 
 /**
- * FLUX's 2×2 packing of a latent [C, h, w] (one sample, row-major) into tokens [(h/2)·(w/2), 4C]: token
- * (r, c) holds channel k's 2×2 patch at index k·4 + dy·2 + dx, tokens in row-major order.
+ * The 2×2 packing FLUX and Qwen-Image share: a latent [C, h, w] (one sample, row-major) becomes tokens
+ * [(h/2)·(w/2), 4C], token (r, c) holding channel k's 2×2 patch at index k·4 + dy·2 + dx, tokens row-major.
  */
 export function packLatents(z: Float32Array, channels: number, h: number, w: number): Float32Array {
   checkLatent(z, channels, h, w);
@@ -37,10 +37,12 @@ export function unpackLatents(tokens: Float32Array, channels: number, h: number,
 }
 
 /**
- * Position ids [(h/2)·(w/2), 3] of packed image tokens: (index, row, column), row-major. The target image
- * uses index 0 and Kontext's context image index 1, on its own grid from (0, 0).
+ * Position ids [(h/2)·(w/2), 3] of packed image tokens for FLUX's 3-axis rotary embedding: (index, row, column),
+ * row-major. The target image uses index 0 and Kontext's context image index 1, on its own grid from (0, 0).
  */
 export function imageTokenIds(h: number, w: number, index: number): Float32Array {
+  if (h % 2 !== 0 || w % 2 !== 0)
+    throw new AdapterKitError(`latent ${h}×${w} cannot be packed in 2×2 patches: both sides must be even`);
   const th = h / 2;
   const tw = w / 2;
   const ids = new Float32Array(th * tw * 3);
@@ -56,10 +58,8 @@ export function imageTokenIds(h: number, w: number, index: number): Float32Array
 }
 
 function checkLatent(z: Float32Array, channels: number, h: number, w: number): void {
-  if (h % 2 !== 0 || w % 2 !== 0) {
-    throw new FluxKontextError(`latent ${h}×${w} cannot be packed in 2×2 patches: both sides must be even`);
-  }
-  if (z.length !== channels * h * w) {
-    throw new FluxKontextError(`latent has ${z.length} values, expected ${channels}×${h}×${w}`);
-  }
+  if (h % 2 !== 0 || w % 2 !== 0)
+    throw new AdapterKitError(`latent ${h}×${w} cannot be packed in 2×2 patches: both sides must be even`);
+  if (z.length !== channels * h * w)
+    throw new AdapterKitError(`latent has ${z.length} values, expected ${channels}×${h}×${w}`);
 }

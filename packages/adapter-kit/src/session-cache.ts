@@ -1,0 +1,50 @@
+import { compile, type Device, type Graph, type Runtime, type Session, type Tensor } from "@edit-r1/engine";
+import { AdapterKitError } from "./errors.js";
+
+export interface SessionCacheOptions {
+  device?: Device | undefined;
+  /** onnxruntime intra-op threads per session. */
+  threads?: number | undefined;
+  runtime?: Runtime | undefined;
+}
+
+/**
+ * onnxruntime sessions compiled on demand and kept by key (a shape signature: "vae-encode:512x512"), so each
+ * graph is built and lowered once. A failed compile is not kept, so a later call retries and reports it.
+ */
+export class SessionCache {
+  private readonly sessions = new Map<string, Promise<Session>>();
+  private closed = false;
+
+  constructor(private readonly options: SessionCacheOptions = {}) {}
+
+  get(key: string, build: () => { graph: Graph; outputs: Record<string, Tensor> }): Promise<Session> {
+    if (this.closed)
+      return Promise.reject(new AdapterKitError(`session "${key}": the model was closed; load it again`));
+    let entry = this.sessions.get(key);
+    if (!entry) {
+      const { graph, outputs } = build();
+      const { device, threads, runtime } = this.options;
+      entry = compile(graph, {
+        outputs,
+        ...(device ? { device } : {}),
+        ...(threads !== undefined ? { threads } : {}),
+        ...(runtime ? { runtime } : {}),
+      });
+      this.sessions.set(key, entry);
+      entry.catch(() => {
+        if (this.sessions.get(key) === entry) this.sessions.delete(key);
+      });
+    }
+    return entry;
+  }
+
+  /** Releases every session; later `get`s fail. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    const all = await Promise.allSettled(this.sessions.values());
+    this.sessions.clear();
+    await Promise.all(all.map((s) => (s.status === "fulfilled" ? s.value.dispose() : undefined)));
+  }
+}
