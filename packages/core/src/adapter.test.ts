@@ -40,7 +40,9 @@ describe("checkAdapter", () => {
   it("checks every declared capability: dtype, guidance, resolution, LoRA targets", () => {
     expect(() => checkAdapter(base, { dtype: "bfloat16" })).toThrow(/"demo" does not compute in bfloat16/);
     expect(() => checkAdapter(base, { guidance: 3.5 })).toThrow(/"demo" has no guidance/);
-    expect(() => checkAdapter(base, { resolution: [32, 16] })).toThrow(/"demo" does not generate 32×16.*16×16/);
+    expect(() => checkAdapter(base, { resolution: [32, 16] })).toThrow(
+      /"demo" does not generate 32×16.*16×16/,
+    );
     expect(() => checkAdapter(trainable, { loraConfig: { targets: ["to_q", "ff.net"] } }, "train")).toThrow(
       /cannot put LoRA on "ff.net"; its LoRA targets are to_q, to_k/,
     );

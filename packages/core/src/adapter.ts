@@ -105,7 +105,9 @@ export function checkAdapter(
   }
   const device = options.device ?? "cpu";
   if (!caps.devices.includes(device))
-    throw new ConfigError(`${name} does not run on device "${device}"; it supports ${caps.devices.join(", ")}.`);
+    throw new ConfigError(
+      `${name} does not run on device "${device}"; it supports ${caps.devices.join(", ")}.`,
+    );
   const dtype = options.dtype ?? "float32";
   if (!caps.dtypes.includes(dtype))
     throw new ConfigError(`${name} does not compute in ${dtype}; it supports ${caps.dtypes.join(", ")}.`);
@@ -131,7 +133,9 @@ export function checkAdapter(
   if (options.loraScale !== undefined && !(Number.isFinite(options.loraScale) && options.loraScale >= 0))
     throw new ConfigError(`${name}: --lora-scale must be a non-negative number, got ${options.loraScale}.`);
   if (options.loraScale !== undefined && options.lora === undefined)
-    throw new ConfigError(`${name}: --lora-scale ${options.loraScale} was given without --lora; name the LoRA.`);
+    throw new ConfigError(
+      `${name}: --lora-scale ${options.loraScale} was given without --lora; name the LoRA.`,
+    );
   if (purpose === "train" && options.loraScale !== undefined && options.loraScale !== 1)
     throw new ConfigError(
       `${name}: --lora-scale ${options.loraScale} cannot be used for training; training starts from the LoRA's ` +

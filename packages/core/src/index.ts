@@ -2,8 +2,8 @@ export { AdamW, type AdamWSettings, type AdamWState, DEFAULT_ADAMW } from "./ada
 export {
   type Adapter,
   type AdapterCapabilities,
-  type AdapterLoadOptions,
   type AdapterCli,
+  type AdapterLoadOptions,
   type AdapterTrainDefaults,
   checkAdapter,
   type Device,
