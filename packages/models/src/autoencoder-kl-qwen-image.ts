@@ -1,7 +1,7 @@
 import { type Graph, GraphError, nn, ops, type Tensor } from "@edit-r1/engine";
 import type { AutoencoderKLQwenImageConfig } from "./autoencoder-kl-qwen-image-config.js";
-import { type ComputeDType, type GraphWeights, graphWeights } from "./graph-weights.js";
-import type { ModuleContext } from "./layers.js";
+import type { ComputeDType, GraphWeights } from "./graph-weights.js";
+import { inScope, type ModuleContext, moduleContext } from "./layers.js";
 import type { WeightSource } from "./weight-source.js";
 
 /**
@@ -29,7 +29,7 @@ export function buildAutoencoderKLQwenImageEncoder(
   image: Tensor,
   options: AutoencoderKLQwenImageOptions = {},
 ): Tensor {
-  const ctx = context(g, weights, options);
+  const ctx = moduleContext(g, weights, options);
   const factor = 2 ** (config.dimMult.length - 1);
   const x = toFrame("image", image, config.inputChannels, factor);
   const build = () => {
@@ -50,7 +50,7 @@ export function buildAutoencoderKLQwenImageEncoder(
     const moments = conv1(ctx, "quant_conv", h, 2 * config.zDim);
     return ops.slice(moments, [0], [config.zDim], [1]);
   };
-  const mean = options.scope ? g.scope(options.scope, build) : build();
+  const mean = inScope(g, options.scope, build);
   return fromFrame(mean, image.rank);
 }
 
@@ -65,7 +65,7 @@ export function buildAutoencoderKLQwenImageDecoder(
   latent: Tensor,
   options: AutoencoderKLQwenImageOptions = {},
 ): Tensor {
-  const ctx = context(g, weights, options);
+  const ctx = moduleContext(g, weights, options);
   const z = toFrame("latent", latent, config.zDim, 1);
   const build = () => {
     const mult = config.dimMult;
@@ -89,16 +89,8 @@ export function buildAutoencoderKLQwenImageDecoder(
     h = conv3(ctx, "decoder.conv_out", h, 3);
     return ops.minimum(ops.maximum(h, -1), 1);
   };
-  const image = options.scope ? g.scope(options.scope, build) : build();
+  const image = inScope(g, options.scope, build);
   return fromFrame(image, latent.rank);
-}
-
-function context(
-  g: Graph,
-  weights: WeightSource | GraphWeights,
-  options: AutoencoderKLQwenImageOptions,
-): ModuleContext {
-  return { weights: graphWeights(g, weights, options.dtype === undefined ? {} : { dtype: options.dtype }) };
 }
 
 /** [B, C, 1, H, W] or [B, C, H, W] → [B, C, H, W], checking channels and the size multiple. */

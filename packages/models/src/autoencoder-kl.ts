@@ -1,7 +1,7 @@
 import { type Graph, GraphError, nn, ops, type Tensor } from "@edit-r1/engine";
 import type { AutoencoderKLConfig } from "./autoencoder-kl-config.js";
-import { type ComputeDType, type GraphWeights, graphWeights } from "./graph-weights.js";
-import { linear, type ModuleContext } from "./layers.js";
+import type { ComputeDType, GraphWeights } from "./graph-weights.js";
+import { inScope, linear, type ModuleContext, moduleContext } from "./layers.js";
 import type { WeightSource } from "./weight-source.js";
 
 export interface AutoencoderKLOptions {
@@ -25,7 +25,7 @@ export function buildAutoencoderKLEncoder(
   image: Tensor,
   options: AutoencoderKLOptions = {},
 ): Tensor {
-  const ctx = context(g, weights, options);
+  const ctx = moduleContext(g, weights, options);
   checkImage("image", image, config.inChannels, 2 ** (config.blockOutChannels.length - 1));
   const build = () => {
     const blocks = config.blockOutChannels;
@@ -48,7 +48,7 @@ export function buildAutoencoderKLEncoder(
     if (config.useQuantConv) moments = conv(ctx, "quant_conv", moments, 2 * config.latentChannels, 1);
     return ops.slice(moments, [0], [config.latentChannels], [1]);
   };
-  return options.scope ? g.scope(options.scope, build) : build();
+  return inScope(g, options.scope, build);
 }
 
 /**
@@ -62,7 +62,7 @@ export function buildAutoencoderKLDecoder(
   latent: Tensor,
   options: AutoencoderKLOptions = {},
 ): Tensor {
-  const ctx = context(g, weights, options);
+  const ctx = moduleContext(g, weights, options);
   checkImage("latent", latent, config.latentChannels, 1);
   const build = () => {
     const blocks = config.blockOutChannels;
@@ -83,15 +83,7 @@ export function buildAutoencoderKLDecoder(
     h = nn.silu(norm(ctx, config, "decoder.conv_norm_out", h));
     return conv(ctx, "decoder.conv_out", h, config.outChannels, 3);
   };
-  return options.scope ? g.scope(options.scope, build) : build();
-}
-
-function context(
-  g: Graph,
-  weights: WeightSource | GraphWeights,
-  options: AutoencoderKLOptions,
-): ModuleContext {
-  return { weights: graphWeights(g, weights, options.dtype === undefined ? {} : { dtype: options.dtype }) };
+  return inScope(g, options.scope, build);
 }
 
 function checkImage(what: string, x: Tensor, channels: number, multiple: number): void {

@@ -1,7 +1,7 @@
 import { type Graph, GraphError, nn, ops, type Tensor } from "@edit-r1/engine";
 import type { ClipTextConfig } from "./clip-text-config.js";
-import { type ComputeDType, type GraphWeights, graphWeights } from "./graph-weights.js";
-import { linear, type ModuleContext } from "./layers.js";
+import type { ComputeDType, GraphWeights } from "./graph-weights.js";
+import { inScope, linear, type ModuleContext, mergeHeads, moduleContext, splitHeads } from "./layers.js";
 import type { WeightSource } from "./weight-source.js";
 
 /** Symbolic inputs of a CLIP text forward pass. */
@@ -43,8 +43,8 @@ export function buildClipTextModel(
   inputs: ClipTextInputs,
   options: ClipTextOptions = {},
 ): ClipTextOutput {
-  const bound = graphWeights(g, weights, options.dtype === undefined ? {} : { dtype: options.dtype });
-  const ctx: ModuleContext = { weights: bound };
+  const ctx = moduleContext(g, weights, options);
+  const bound = ctx.weights;
   const p = options.keyPrefix ?? "text_model.";
   const [batch, length] = checkInputs(config, inputs);
   const build = (): ClipTextOutput => {
@@ -69,7 +69,7 @@ export function buildClipTextModel(
     const pooled = ops.gather(flat, ops.add(ops.cast(inputs.eosPositions, "int64"), rowStart), 0);
     return { lastHiddenState: last, pooled };
   };
-  return options.scope ? g.scope(options.scope, build) : build();
+  return inScope(g, options.scope, build);
 }
 
 /** Creates the graph inputs `input_ids` [B, L] and `eos_positions` [B] (int64) for `buildClipTextModel`. */
@@ -119,15 +119,14 @@ function encoderLayer(
 ): Tensor {
   const d = config.hiddenSize;
   const heads = config.numAttentionHeads;
-  const [batch, length] = h.shape as [number, number];
-  const split = (x: Tensor) => ops.transpose(ops.reshape(x, [batch, length, heads, d / heads]), [0, 2, 1, 3]);
+  const split = (x: Tensor) => splitHeads(ctx, x, { heads, headDim: d / heads });
   const x = layerNorm(ctx, `${name}.layer_norm1`, h, config);
   const a = `${name}.self_attn`;
   const q = split(linear(ctx, `${a}.q_proj`, x, d));
   const k = split(linear(ctx, `${a}.k_proj`, x, d));
   const v = split(linear(ctx, `${a}.v_proj`, x, d));
   const attn = nn.scaledDotProductAttention(q, k, v, { mask });
-  const merged = ops.reshape(ops.transpose(attn, [0, 2, 1, 3]), [batch, length, d]);
+  const merged = mergeHeads(attn);
   const h1 = ops.add(h, linear(ctx, `${a}.out_proj`, merged, d));
   const y = layerNorm(ctx, `${name}.layer_norm2`, h1, config);
   const act = activation(linear(ctx, `${name}.mlp.fc1`, y, config.intermediateSize), config.hiddenAct);

@@ -22,6 +22,7 @@ export {
   clipPoolingPositions,
   clipTextInputs,
 } from "./clip-text-model.js";
+export { fluxRotaryEmbedding, sinusoidalEmbedding } from "./embeddings.js";
 export { type Float32Tensors, fluxBflWeightSource, fluxDiffusersToBfl } from "./flux-bfl-weights.js";
 export { type FluxTransformerConfig, parseFluxTransformerConfig } from "./flux-config.js";
 export {
@@ -30,9 +31,7 @@ export {
   type FluxTransformerInputs,
   type FluxTransformerOptions,
   type FluxTransformerOutput,
-  fluxRotaryEmbedding,
   fluxTransformerInputs,
-  sinusoidalEmbedding,
 } from "./flux-transformer.js";
 export { type ComputeDType, GraphWeights, type GraphWeightsOptions, graphWeights } from "./graph-weights.js";
 export { EDIT_R1_LORA_TARGETS, type LoraOptions, type LoraParameter } from "./lora.js";

@@ -1,17 +1,19 @@
 import { type Graph, GraphError, nn, ops, type Tensor } from "@edit-r1/engine";
+import { fluxRotaryEmbedding, timestepEmbedding, timestepFeatures } from "./embeddings.js";
+import type { ComputeDType, GraphWeights } from "./graph-weights.js";
 import {
-  fluxRotaryEmbedding,
-  gelu,
-  inFloat32,
-  layerNorm,
-  modulate,
-  modulation,
-  sinusoidalEmbedding,
-} from "./flux-transformer.js";
-import { type ComputeDType, type GraphWeights, graphWeights } from "./graph-weights.js";
-import { linear, type ModuleContext } from "./layers.js";
-import { type LoraOptions, type LoraParameter, LoraSet } from "./lora.js";
+  adaLayerNormContinuous,
+  type DoubleStreamKeys,
+  doubleStreamBlock,
+  headShape,
+  inScope,
+  linear,
+  type ModuleContext,
+  moduleContext,
+} from "./layers.js";
+import type { LoraOptions, LoraParameter } from "./lora.js";
 import type { QwenImageTransformerConfig } from "./qwen-image-config.js";
+import { inputShapeChecker } from "./transformer-inputs.js";
 import type { WeightSource } from "./weight-source.js";
 
 /** (frames, height, width) of one image in token units (latent pixels / patch size); frames is 1 for images. */
@@ -53,12 +55,19 @@ export interface QwenImageTransformerOutput {
 }
 
 const EPS = 1e-6;
-const TIME_CHANNELS = 256;
 // QwenEmbedRope precomputes 4096 positive and 4096 negative positions per axis; nothing beyond exists.
 const ROPE_POSITIONS = 4096;
 // Additive key mask for padded text: exp(−1e9 + s) is exactly 0 in fp32, like the boolean mask diffusers
 // passes to SDPA, and it becomes −inf (still exact) when cast to fp16.
 const MASKED = -1e9;
+// diffusers' QwenImageTransformerBlock, in the shared double-stream layout: img_mod.1 / txt_mod.1 emit
+// (shift, scale, gate) for norm1, then the same for norm2.
+const DOUBLE_STREAM_KEYS: DoubleStreamKeys = {
+  imageModulation: "img_mod.1",
+  textModulation: "txt_mod.1",
+  imageMlp: "img_mlp",
+  textMlp: "txt_mlp",
+};
 
 /**
  * The QwenImageTransformer2DModel forward (Qwen-Image, -Edit, -Edit-2509) as a graph, from weights with
@@ -71,13 +80,10 @@ export function buildQwenImageTransformer(
   inputs: QwenImageTransformerInputs,
   options: QwenImageTransformerOptions = {},
 ): QwenImageTransformerOutput {
-  const bound = graphWeights(g, weights, options.dtype === undefined ? {} : { dtype: options.dtype });
-  const lora = options.lora ? new LoraSet(g, options.lora) : undefined;
-  const ctx: ModuleContext = { weights: bound, lora };
+  const ctx = moduleContext(g, weights, options);
   checkInputs(config, inputs);
-  const build = () => forward(ctx, config, inputs, options.recompute ?? false);
-  const sample = options.scope ? g.scope(options.scope, build) : build();
-  return { sample, lora: lora?.parameters ?? [] };
+  const sample = inScope(g, options.scope, () => forward(ctx, config, inputs, options.recompute ?? false));
+  return { sample, lora: ctx.lora?.parameters ?? [] };
 }
 
 function forward(
@@ -100,12 +106,18 @@ function forward(
     }),
   );
   let c = linear(ctx, "txt_in", txtNormed, inner);
-  const temb = g.scope("time_text_embed", () => timestepEmbedding(ctx, inputs.timestep, inner));
+  // timestep_embedder(φ(σ)): diffusers casts σ to the compute dtype, builds the 256-d sinusoid in fp32 (×1000
+  // applied to the angles) and casts the features back before the MLP.
+  const temb = g.scope("time_text_embed", () => {
+    const features = timestepFeatures(inputs.timestep, ctx.weights.dtype, "angles");
+    return timestepEmbedding(ctx, "time_text_embed.timestep_embedder", features, inner);
+  });
   // Every modulation (img_mod.0, txt_mod.0, norm_out) reads SiLU(temb); compute it once.
   const tembAct = nn.silu(temb);
   const rope = g.scope("pos_embed", () => {
     const ids = qwenImageRopeIds(inputs.imgShapes, textTokens);
-    // Text first, matching the [text, image] order of the joint sequence.
+    // Text first, matching the [text, image] order of the joint sequence. Rotary runs per token, so one table
+    // over [text, image] equals diffusers' separate text and image passes.
     const all = g.constant(Float32Array.from([...ids.txt, ...ids.img]), [
       ids.txt.length / 3 + ids.img.length / 3,
       3,
@@ -113,25 +125,14 @@ function forward(
     return fluxRotaryEmbedding(all, config.axesDimsRope);
   });
   const mask = inputs.encoderHiddenStatesMask && g.scope("attention_mask", () => keyMask(inputs));
+  const heads = headShape(config);
 
   for (let i = 0; i < config.numLayers; i++) {
-    [x, c] = region(() => block(ctx, config, `transformer_blocks.${i}`, x, c, tembAct, rope, mask));
+    const name = `transformer_blocks.${i}`;
+    [x, c] = region(() => doubleStreamBlock(ctx, heads, name, DOUBLE_STREAM_KEYS, x, c, tembAct, rope, mask));
   }
-  // Diffusers orders norm_out's modulation (scale, shift), unlike every block's (shift, scale, gate).
-  const [scale, shift] = modulation(ctx, "norm_out.linear", tembAct, inner, 2);
-  x = modulate(layerNorm(x, EPS), shift!, scale!);
+  x = adaLayerNormContinuous(ctx, "norm_out", x, tembAct);
   return linear(ctx, "proj_out", x, config.patchSize * config.patchSize * config.outChannels);
-}
-
-/** timestep_embedder(φ(σ)·1000): Linear → SiLU → Linear over the 256-d cos-first sinusoid. */
-function timestepEmbedding(ctx: ModuleContext, timestep: Tensor, inner: number): Tensor {
-  const dtype = ctx.weights.dtype;
-  // diffusers casts σ to the compute dtype, builds the sinusoid in fp32 (scale 1000 applied to the angles),
-  // and casts the features back before the MLP.
-  const sigma = ops.cast(ops.cast(timestep, dtype), "float32");
-  const t = ops.cast(sinusoidalEmbedding(sigma, TIME_CHANNELS, 1000), dtype);
-  const name = "time_text_embed.timestep_embedder";
-  return linear(ctx, `${name}.linear_2`, nn.silu(linear(ctx, `${name}.linear_1`, t, inner)), inner);
 }
 
 /** Additive mask [B, 1, 1, L + N] over the keys of the joint [text, image] sequence: padded text → −1e9. */
@@ -144,86 +145,6 @@ function keyMask(inputs: QwenImageTransformerInputs): Tensor {
   const text = ops.mul(ops.sub(m, 1), -MASKED);
   const image = ops.expand(g.constant(0), [batch, imageTokens]);
   return ops.reshape(ops.concat([text, image], 1), [batch, 1, 1, textTokens + imageTokens]);
-}
-
-interface Rope {
-  cos: Tensor;
-  sin: Tensor;
-}
-
-/** [B, L, heads·dim] → [B, heads, L, dim], RMS-normed per head when `normKey` is given. */
-function heads(ctx: ModuleContext, config: QwenImageTransformerConfig, x: Tensor, normKey?: string): Tensor {
-  const [batch, length] = x.shape as [number, number];
-  let h = ops.reshape(x, [batch, length, config.numAttentionHeads, config.attentionHeadDim]);
-  if (normKey) h = nn.rmsNorm(h, { weight: ctx.weights.get(normKey, [config.attentionHeadDim]), eps: EPS });
-  return ops.transpose(h, [0, 2, 1, 3]);
-}
-
-function feedForward(ctx: ModuleContext, name: string, x: Tensor, inner: number): Tensor {
-  const h = gelu(linear(ctx, `${name}.net.0.proj`, x, inner * 4));
-  return linear(ctx, `${name}.net.2`, h, inner);
-}
-
-/** One QwenImageTransformerBlock: image stream x [B, N, D] and text stream c [B, L, D] → both updated. */
-function block(
-  ctx: ModuleContext,
-  config: QwenImageTransformerConfig,
-  name: string,
-  x: Tensor,
-  c: Tensor,
-  tembAct: Tensor,
-  rope: Rope,
-  mask: Tensor | undefined,
-): [Tensor, Tensor] {
-  return x.graph.scope(name, () => {
-    const inner = x.shape[2]!;
-    const textTokens = c.shape[1]!;
-    // img_mod.1 / txt_mod.1 emit (shift, scale, gate) for norm1, then the same for norm2.
-    const [shiftX, scaleX, gateX, shiftX2, scaleX2, gateX2] = modulation(
-      ctx,
-      `${name}.img_mod.1`,
-      tembAct,
-      inner,
-      6,
-    );
-    const [shiftC, scaleC, gateC, shiftC2, scaleC2, gateC2] = modulation(
-      ctx,
-      `${name}.txt_mod.1`,
-      tembAct,
-      inner,
-      6,
-    );
-    const xn = modulate(layerNorm(x, EPS), shiftX!, scaleX!);
-    const cn = modulate(layerNorm(c, EPS), shiftC!, scaleC!);
-
-    const a = `${name}.attn`;
-    const joint = (txtKey: string, imgKey: string, txtNorm?: string, imgNorm?: string) =>
-      ops.concat(
-        [
-          heads(ctx, config, linear(ctx, `${a}.${txtKey}`, cn, inner), txtNorm && `${a}.${txtNorm}.weight`),
-          heads(ctx, config, linear(ctx, `${a}.${imgKey}`, xn, inner), imgNorm && `${a}.${imgNorm}.weight`),
-        ],
-        2,
-      );
-    const q = joint("add_q_proj", "to_q", "norm_added_q", "norm_q");
-    const k = joint("add_k_proj", "to_k", "norm_added_k", "norm_k");
-    const v = joint("add_v_proj", "to_v");
-    // Rotary runs per token, so one table over [text, image] equals diffusers' separate text and image passes.
-    const rotate = (t: Tensor) => inFloat32(t, (t32) => nn.applyRotary(t32, rope.cos, rope.sin, true));
-    const out = nn.scaledDotProductAttention(rotate(q), rotate(k), v, mask ? { mask } : {});
-    const [batch, nHeads, length, dim] = out.shape as [number, number, number, number];
-    const attn = ops.reshape(ops.transpose(out, [0, 2, 1, 3]), [batch, length, nHeads * dim]);
-    const attnC = ops.slice(attn, [0], [textTokens], [1]);
-    const attnX = ops.slice(attn, [textTokens], [length], [1]);
-
-    let xOut = ops.add(x, ops.mul(gateX!, linear(ctx, `${a}.to_out.0`, attnX, inner)));
-    let cOut = ops.add(c, ops.mul(gateC!, linear(ctx, `${a}.to_add_out`, attnC, inner)));
-    const xn2 = modulate(layerNorm(xOut, EPS), shiftX2!, scaleX2!);
-    xOut = ops.add(xOut, ops.mul(gateX2!, feedForward(ctx, `${name}.img_mlp`, xn2, inner)));
-    const cn2 = modulate(layerNorm(cOut, EPS), shiftC2!, scaleC2!);
-    cOut = ops.add(cOut, ops.mul(gateC2!, feedForward(ctx, `${name}.txt_mlp`, cn2, inner)));
-    return [xOut, cOut];
-  });
 }
 
 /**
@@ -257,14 +178,7 @@ function checkInputs(config: QwenImageTransformerConfig, inputs: QwenImageTransf
   const batch = hs.shape[0]!;
   const imageTokens = hs.shape[1]!;
   const textTokens = ehs.shape[1]!;
-  const expect = (what: string, t: Tensor, shape: readonly number[]) => {
-    if (t.rank !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
-      throw new GraphError(
-        `buildQwenImageTransformer: input ${what} has shape ${fmt(t.shape)}, expected ${fmt(shape)} ` +
-          `(batch ${batch}, ${imageTokens} image tokens, ${textTokens} text tokens, from hidden_states and encoder_hidden_states)`,
-      );
-    }
-  };
+  const expect = inputShapeChecker("buildQwenImageTransformer", { batch, imageTokens, textTokens });
   expect("hidden_states", hs, [batch, imageTokens, config.inChannels]);
   expect("encoder_hidden_states", ehs, [batch, textTokens, config.jointAttentionDim]);
   expect("timestep", inputs.timestep, [batch]);

@@ -1,6 +1,6 @@
 import { type Graph, GraphError, nn, ops, type Tensor } from "@edit-r1/engine";
-import { type ComputeDType, type GraphWeights, graphWeights } from "./graph-weights.js";
-import { linear, type ModuleContext } from "./layers.js";
+import type { ComputeDType, GraphWeights } from "./graph-weights.js";
+import { inScope, linear, type ModuleContext, mergeHeads, moduleContext, splitHeads } from "./layers.js";
 import type { T5EncoderConfig } from "./t5-encoder-config.js";
 import { WeightError, type WeightSource } from "./weight-source.js";
 
@@ -27,8 +27,8 @@ export function buildT5Encoder(
   inputIds: Tensor,
   options: T5EncoderOptions = {},
 ): Tensor {
-  const bound = graphWeights(g, weights, options.dtype === undefined ? {} : { dtype: options.dtype });
-  const ctx: ModuleContext = { weights: bound };
+  const ctx = moduleContext(g, weights, options);
+  const bound = ctx.weights;
   if (inputIds.rank !== 2 || (inputIds.dtype !== "int64" && inputIds.dtype !== "int32")) {
     throw new GraphError(
       `buildT5Encoder: input_ids must be int64 [B, L], got ${inputIds.dtype} [${inputIds.shape.join(",")}]`,
@@ -52,7 +52,7 @@ export function buildT5Encoder(
     }
     return rmsNorm(ctx, "encoder.final_layer_norm", h, config);
   };
-  return options.scope ? g.scope(options.scope, build) : build();
+  return inScope(g, options.scope, build);
 }
 
 /**
@@ -110,18 +110,16 @@ function positionBias(ctx: ModuleContext, config: T5EncoderConfig, length: numbe
 }
 
 function block(ctx: ModuleContext, config: T5EncoderConfig, name: string, h: Tensor, bias: Tensor): Tensor {
-  const [batch, length] = h.shape as [number, number];
   const inner = config.numHeads * config.dKv;
   const a = `${name}.layer.0.SelfAttention`;
   const x = rmsNorm(ctx, `${name}.layer.0.layer_norm`, h, config);
-  const split = (t: Tensor) =>
-    ops.transpose(ops.reshape(t, [batch, length, config.numHeads, config.dKv]), [0, 2, 1, 3]);
+  const split = (t: Tensor) => splitHeads(ctx, t, { heads: config.numHeads, headDim: config.dKv });
   const q = split(linear(ctx, `${a}.q`, x, inner, false));
   const k = split(linear(ctx, `${a}.k`, x, inner, false));
   const v = split(linear(ctx, `${a}.v`, x, inner, false));
   // T5 folds the 1/√d scaling into its initialisation, so the scores are unscaled.
   const attn = nn.scaledDotProductAttention(q, k, v, { mask: bias, scale: 1 });
-  const merged = ops.reshape(ops.transpose(attn, [0, 2, 1, 3]), [batch, length, inner]);
+  const merged = mergeHeads(attn);
   const h1 = ops.add(h, linear(ctx, `${a}.o`, merged, config.dModel, false));
   const y = rmsNorm(ctx, `${name}.layer.1.layer_norm`, h1, config);
   return ops.add(h1, feedForward(ctx, config, `${name}.layer.1.DenseReluDense`, y));
