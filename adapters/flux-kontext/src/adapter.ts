@@ -18,6 +18,8 @@ export interface FluxKontextAdapterSettings {
   lora?: { rank?: number; alpha?: number };
   /** The rollout bucket when no resolution is given (default 512×512). */
   resolution?: { width: number; height: number };
+  /** The output sizes it declares (default: the preferred Kontext resolutions). */
+  resolutions?: readonly (readonly [number, number])[];
 }
 
 /**
@@ -32,7 +34,7 @@ export function createFluxKontextAdapter(settings: FluxKontextAdapterSettings = 
     interfaceVersion: INTERFACE_VERSION,
     capabilities: {
       guidance: "distilled",
-      resolutions: PREFERRED_KONTEXT_RESOLUTIONS.map((r) => [r[0], r[1]] as const),
+      resolutions: settings.resolutions ?? PREFERRED_KONTEXT_RESOLUTIONS.map((r) => [r[0], r[1]] as const),
       loraTargets: EDIT_R1_LORA_TARGETS,
       dtypes: ["float32", "float16"],
       devices: ["cpu", "cuda"],
@@ -68,7 +70,13 @@ export function createFluxKontextAdapter(settings: FluxKontextAdapterSettings = 
         ...(options.noiseSeed !== undefined ? { seed: options.noiseSeed } : {}),
         ...(options.steps !== undefined ? { steps: options.steps } : {}),
         ...(options.guidance !== undefined ? { guidance: options.guidance } : {}),
-        ...(resolution ? { outputSize: { width: resolution[0], height: resolution[1] } } : {}),
+        // A fixed size is both the output and the size the source is resized to, as in Edit-R1's rollouts.
+        ...(resolution
+          ? {
+              outputSize: { width: resolution[0], height: resolution[1] },
+              resolutions: [[resolution[0], resolution[1]]],
+            }
+          : {}),
       };
       return loadFluxKontext(editOptions);
     },
