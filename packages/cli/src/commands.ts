@@ -12,7 +12,12 @@ const adapterFlags = {
   lora: { type: "string" },
   "lora-scale": { type: "string" },
   seed: { type: "string" },
+  "noise-seed": { type: "string" },
+  "init-seed": { type: "string" },
   "sample-steps": { type: "string" },
+  guidance: { type: "string" },
+  dtype: { type: "string" },
+  resolution: { type: "string" },
 } as const;
 
 export const COMMANDS: readonly Command[] = [
@@ -77,6 +82,13 @@ export const COMMANDS: readonly Command[] = [
     run: async (ctx) => (await import("./commands/judge-serve.js")).judgeServe(ctx),
   },
   {
+    name: "adapters",
+    summary: "list the adapters this command can load, with what each is",
+    usage: "edit-r1 adapters",
+    options: {},
+    run: async (ctx) => (await import("./commands/adapters.js")).adapters(ctx),
+  },
+  {
     name: "pretrain",
     summary: "pretrain the embedded tiny model by supervised flow matching (seeded, resumable)",
     usage:
@@ -94,7 +106,7 @@ export const COMMANDS: readonly Command[] = [
   {
     name: "download",
     summary: "fill the Hugging Face cache with a model or data set (needs the network)",
-    usage: "edit-r1 download <org/name> [--include 'pattern']… [--dataset] | --adapter flux-kontext",
+    usage: "edit-r1 download <org/name> [--include 'pattern']… [--dataset] | --adapter <name>",
     options: {
       adapter: { type: "string" },
       include: { type: "string", multiple: true },

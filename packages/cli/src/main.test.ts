@@ -80,3 +80,67 @@ describe("edit-r1 main", () => {
     expect(c.err.join("\n")).toMatch(/HF_HUB_OFFLINE/);
   });
 });
+
+describe("edit-r1 adapters (the registry is the package's adapter dependencies)", () => {
+  it("lists every @edit-r1/adapter-* dependency with its own description", async () => {
+    const c = capture();
+    expect(await main(["adapters"], c.io)).toBe(0);
+    const text = c.out.join("\n");
+    expect(text).toMatch(/^tiny: the embedded default/m);
+    expect(text).toMatch(/^flux-kontext: FLUX\.1-Kontext-dev/m);
+    expect(text).toMatch(/weights: black-forest-labs\/FLUX\.1-Kontext-dev/);
+  });
+
+  it("downloads from the adapter's own repo and patterns, and says when there is nothing to download", async () => {
+    const c = capture();
+    expect(await main(["download", "--adapter", "tiny"], c.io, { env: { HF_HUB_OFFLINE: "1" } })).toBe(2);
+    expect(c.err.join("\n")).toMatch(/"tiny" has nothing to download: its weights ship with the package/);
+    const d = capture();
+    expect(
+      await main(["download", "--adapter", "flux-kontext"], d.io, { env: { HF_HUB_OFFLINE: "1" } }),
+    ).toBe(1);
+    expect(d.err.join("\n")).toMatch(/FLUX\.1-Kontext-dev/);
+  });
+
+  it("rejects adapter options the adapter cannot honour, naming the adapter and the option", async () => {
+    const run = async (...flags: string[]) => {
+      const c = capture();
+      const code = await main(
+        [
+          "edit",
+          "--adapter",
+          "tiny",
+          "--image",
+          "x.png",
+          "--instruction",
+          "x",
+          "--out",
+          "/tmp/o.png",
+          ...flags,
+        ],
+        c.io,
+      );
+      return { code, err: c.err.join("\n") };
+    };
+    expect(await run("--guidance", "3")).toMatchObject({
+      code: 1,
+      err: expect.stringMatching(/"tiny" has no guidance/),
+    });
+    expect(await run("--dtype", "float16")).toMatchObject({
+      code: 1,
+      err: expect.stringMatching(/"tiny" does not compute in float16/),
+    });
+    expect(await run("--resolution", "32x32")).toMatchObject({
+      code: 1,
+      err: expect.stringMatching(/"tiny" does not generate 32×32/),
+    });
+    expect(await run("--dtype", "int8")).toMatchObject({
+      code: 2,
+      err: expect.stringMatching(/--dtype must be one of/),
+    });
+    expect(await run("--resolution", "big")).toMatchObject({
+      code: 2,
+      err: expect.stringMatching(/--resolution must be WIDTHxHEIGHT/),
+    });
+  });
+});

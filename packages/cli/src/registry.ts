@@ -1,20 +1,24 @@
+import { createRequire } from "node:module";
 import type { Adapter, Benchmark } from "@edit-r1/core";
 import { UsageError } from "./args.js";
 
 /**
- * The adapters and benchmarks the command knows by name. Each is imported only when asked for, so a
- * missing optional package fails with a clear message instead of slowing down every command.
+ * Adapters are the packages this command depends on named `@edit-r1/adapter-<name>`, each exporting its core
+ * Adapter as `adapter`: adding a base model is one new package and one dependency line in package.json. A
+ * third-party adapter can be named by its package (`--adapter @acme/edit-r1-adapter-x`). Adapters and benchmarks
+ * are imported only when asked for, so a missing optional package fails with a clear message.
  */
-const ADAPTERS: Record<string, { pkg: string; load: () => Promise<Adapter> }> = {
-  tiny: {
-    pkg: "@edit-r1/adapter-tiny",
-    load: async () => (await import("@edit-r1/adapter-tiny")).tinyAdapter,
-  },
-  "flux-kontext": {
-    pkg: "@edit-r1/adapter-flux-kontext",
-    load: async () => (await import("@edit-r1/adapter-flux-kontext")).adapter,
-  },
-};
+const ADAPTER_PREFIX = "@edit-r1/adapter-";
+
+function adapterPackages(): Record<string, string> {
+  const pkg = createRequire(import.meta.url)("../package.json") as { dependencies?: Record<string, string> };
+  return Object.fromEntries(
+    Object.keys(pkg.dependencies ?? {})
+      .filter((d) => d.startsWith(ADAPTER_PREFIX))
+      .sort()
+      .map((d) => [d.slice(ADAPTER_PREFIX.length), d]),
+  );
+}
 
 export interface BenchmarkCreateOptions {
   /** Judge spec (`mllm:<url>?model=…`); the EDIT_R1_JUDGE_* variables when omitted. */
@@ -82,22 +86,28 @@ const BENCHMARKS: Record<string, BenchmarkEntry> = {
 };
 
 export function adapterNames(): string[] {
-  return Object.keys(ADAPTERS);
+  return Object.keys(adapterPackages());
 }
 
+/** The Adapter of `name` (an adapter name or an npm package exporting `adapter`). */
 export async function loadAdapter(name: string): Promise<Adapter> {
-  const entry = ADAPTERS[name];
-  if (!entry) throw new UsageError(`Unknown adapter "${name}". Adapters: ${adapterNames().join(", ")}.`);
+  const pkg = adapterPackages()[name] ?? (name.includes("/") ? name : undefined);
+  if (!pkg) throw new UsageError(`Unknown adapter "${name}". Adapters: ${adapterNames().join(", ")}.`);
+  let module: { adapter?: Adapter };
   try {
-    return await entry.load();
+    module = (await import(pkg)) as { adapter?: Adapter };
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ERR_MODULE_NOT_FOUND") {
-      throw new UsageError(
-        `Adapter "${name}" needs the package ${entry.pkg}; install it (pnpm add ${entry.pkg}).`,
-      );
-    }
+    if ((err as NodeJS.ErrnoException).code === "ERR_MODULE_NOT_FOUND")
+      throw new UsageError(`Adapter "${name}" needs the package ${pkg}; install it (pnpm add ${pkg}).`);
     throw err;
   }
+  const adapter = module.adapter;
+  if (!adapter || typeof adapter.loadEditor !== "function" || !adapter.capabilities || !adapter.cli)
+    throw new UsageError(
+      `${pkg} does not export a core Adapter as \`adapter\` (name, capabilities, cli, loadEditor); ` +
+        "is it an Edit-R1 adapter package built for this version?",
+    );
+  return adapter;
 }
 
 export async function createBenchmark(

@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { type AdapterLoadOptions, benchmarkMarkdown, checkAdapter } from "@edit-r1/core";
+import { UsageError } from "../args.js";
 import {
   type CommandContext,
   intFlag,
@@ -11,17 +12,38 @@ import {
 } from "../context.js";
 import { createBenchmark, loadAdapter } from "../registry.js";
 
-/** Adapter loading flags shared by bench, edit and train. */
+const DTYPES = ["float32", "float16", "bfloat16"] as const;
+
+/**
+ * Adapter loading flags shared by bench, edit and train. `--seed` sets both the noise seed and the LoRA-init
+ * seed (and, for train, the training seed); `--noise-seed` and `--init-seed` set one each.
+ */
 export function adapterOptions(ctx: CommandContext): AdapterLoadOptions {
   const device = stringFlag(ctx, "device");
-  return {
+  const dtype = stringFlag(ctx, "dtype");
+  if (dtype !== undefined && !(DTYPES as readonly string[]).includes(dtype))
+    throw new UsageError(`--dtype must be one of ${DTYPES.join(", ")}, got "${dtype}".`);
+  const resolution = stringFlag(ctx, "resolution");
+  const size = resolution === undefined ? undefined : /^(\d+)x(\d+)$/.exec(resolution);
+  if (resolution !== undefined && !size)
+    throw new UsageError(`--resolution must be WIDTHxHEIGHT, e.g. 512x512; got "${resolution}".`);
+  const seed = intFlag(ctx, "seed");
+  const noiseSeed = intFlag(ctx, "noise-seed") ?? seed;
+  const initSeed = intFlag(ctx, "init-seed") ?? seed;
+  const options: AdapterLoadOptions = {
+    device: (device ?? "cpu") as AdapterLoadOptions["device"],
     model: stringFlag(ctx, "model"),
-    device: device === "cuda" ? "cuda" : device === undefined || device === "cpu" ? "cpu" : (device as "cpu"),
     lora: stringFlag(ctx, "lora"),
     loraScale: numberFlag(ctx, "lora-scale"),
-    seed: intFlag(ctx, "seed"),
+    noiseSeed,
+    initSeed,
     steps: intFlag(ctx, "sample-steps", 1),
+    guidance: numberFlag(ctx, "guidance"),
+    dtype: dtype as AdapterLoadOptions["dtype"],
+    resolution: size ? [Number(size[1]), Number(size[2])] : undefined,
   };
+  // Absent flags stay absent, so an adapter's own defaults apply.
+  return Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as AdapterLoadOptions;
 }
 
 /** `edit-r1 bench`: runs a benchmark against an adapter and writes results.json, results.md and gallery.html. */
