@@ -5,6 +5,7 @@
  * up front; the images of an item are read when it is run, so the whole set never sits in memory.
  */
 import { basename, join } from "node:path";
+import { EditR1Error } from "@edit-r1/core";
 import {
   DataFileError,
   HubError,
@@ -54,7 +55,7 @@ export interface LoadGEditOptions {
 }
 
 /** The data set cannot be used at all; the message says what to do. */
-export class GEditDataError extends Error {
+export class GEditDataError extends EditR1Error {
   override readonly name = "GEditDataError";
 }
 

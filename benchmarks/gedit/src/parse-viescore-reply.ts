@@ -1,3 +1,4 @@
+import { EditR1Error } from "@edit-r1/core";
 /**
  * Reads the score pair out of a VIEScore judge reply. The extraction follows VIEScore's own parser
  * (`mllm_output_to_dict`): the text between two `||V^=^V||` delimiters if there are exactly two, else
@@ -8,7 +9,7 @@
  */
 
 /** A reply that does not hold two 0–10 scores; `reply` is the text as received. */
-export class VieScoreReplyError extends Error {
+export class VieScoreReplyError extends EditR1Error {
   override readonly name = "VieScoreReplyError";
   readonly reply: string;
   constructor(detail: string, reply: string) {

@@ -7,6 +7,7 @@
 import { createHash } from "node:crypto";
 import { readFile, stat } from "node:fs/promises";
 import { dirname, isAbsolute, join, resolve } from "node:path";
+import { EditR1Error } from "@edit-r1/core";
 import { DataFileError, HubError, type ResolveOptions, resolveSnapshotDir } from "@edit-r1/hub";
 import { type ImgEditCategory, isImgEditCategory } from "./imgedit-rubrics.js";
 
@@ -56,7 +57,7 @@ export interface LoadImgEditOptions {
 }
 
 /** The benchmark data cannot be used at all (no JSON, not an object); the message says what to do. */
-export class ImgEditDataError extends Error {
+export class ImgEditDataError extends EditR1Error {
   override readonly name = "ImgEditDataError";
 }
 

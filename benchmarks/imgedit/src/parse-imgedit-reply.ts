@@ -1,3 +1,4 @@
+import { EditR1Error } from "@edit-r1/core";
 /**
  * Reads the three criterion scores out of an ImgEdit judge reply. A score line is the official one
  * (`step1_get_avgscore.py`): the line, trimmed, splits on ": " into exactly two parts and the second is
@@ -7,7 +8,7 @@
  */
 
 /** A judge reply that cannot be turned into three 1–5 scores; `reply` is the text as received. */
-export class ImgEditReplyError extends Error {
+export class ImgEditReplyError extends EditR1Error {
   override readonly name = "ImgEditReplyError";
   readonly reply: string;
   constructor(detail: string, reply: string) {

@@ -1,4 +1,5 @@
 import { parseArgs } from "node:util";
+import { EditR1Error } from "@edit-r1/core";
 
 /** A command of `edit-r1`, with its flags in node:util parseArgs form. */
 export interface CommandSpec {
@@ -8,7 +9,7 @@ export interface CommandSpec {
   options: NonNullable<Parameters<typeof parseArgs>[0]>["options"];
 }
 
-export class UsageError extends Error {
+export class UsageError extends EditR1Error {
   override name = "UsageError";
 }
 

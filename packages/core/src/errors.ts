@@ -1,10 +1,10 @@
-/** Base class of every error @edit-r1/core throws on purpose, so callers can tell them from bugs. */
-export class EditR1Error extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = new.target.name;
-  }
-}
+import { EditR1Error } from "@edit-r1/engine";
+
+/**
+ * `EditR1Error`, the base class of every error Edit-R1 throws on purpose, lives in the engine (the lowest layer
+ * that throws); core re-exports it so `import { EditR1Error } from "@edit-r1/core"` works for every layer above.
+ */
+export { EditR1Error };
 
 /** A configuration value is out of range or unsupported. */
 export class ConfigError extends EditR1Error {}

@@ -1,9 +1,10 @@
 import { randomBytes } from "node:crypto";
 import { type FileHandle, mkdir, open, rename, unlink } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
+import { EditR1Error } from "./errors.js";
 
 /** A file could not be written; whatever was at the path before is still there, unchanged. */
-export class AtomicWriteError extends Error {
+export class AtomicWriteError extends EditR1Error {
   override readonly name = "AtomicWriteError";
   readonly path: string;
 

@@ -1,4 +1,5 @@
 import { type DType, numel } from "./dtype.js";
+import { EditR1Error } from "./errors.js";
 
 /**
  * The engine's intermediate representation: a static-shape dataflow graph whose nodes are a closed set of
@@ -82,7 +83,7 @@ export class Tensor {
 }
 
 /** Build-time error: wrong shapes, dtypes or arguments, naming the op, module path and shapes. */
-export class GraphError extends Error {
+export class GraphError extends EditR1Error {
   override name = "GraphError";
 }
 

@@ -6,6 +6,7 @@ export {
 } from "./atomic-write.js";
 export { type GradOptions, grad, RECOMPUTE_OF_ATTR } from "./autodiff.js";
 export { DTYPE_BYTES, type DType, numel, SAFETENSORS_DTYPES } from "./dtype.js";
+export { EditR1Error } from "./errors.js";
 export {
   type Attrs,
   type AttrValue,

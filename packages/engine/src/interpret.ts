@@ -1,5 +1,6 @@
 import { closeSync, openSync, readSync } from "node:fs";
 import { DTYPE_BYTES, type DType, numel } from "./dtype.js";
+import { EditR1Error } from "./errors.js";
 import type { Graph, InitializerData, Node, Shape, Tensor } from "./graph.js";
 
 /**
@@ -15,7 +16,7 @@ import type { Graph, InitializerData, Node, Shape, Tensor } from "./graph.js";
 export type FeedValue = ArrayLike<number> | BigInt64Array;
 
 /** Evaluation failed: a missing or mis-sized feed, an unsupported op or dtype, or inconsistent node data. */
-export class InterpretError extends Error {
+export class InterpretError extends EditR1Error {
   override name = "InterpretError";
 }
 

@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import { createRequire } from "node:module";
 import { Worker } from "node:worker_threads";
 import { type DType, numel } from "./dtype.js";
+import { EditR1Error } from "./errors.js";
 import type { Graph, Tensor } from "./graph.js";
 import { type LoweredModel, lower, type ValueSpec } from "./lower.js";
 import { WORKER_SOURCE } from "./runtime-worker-source.js";
@@ -10,7 +11,7 @@ import { WORKER_SOURCE } from "./runtime-worker-source.js";
 export type TensorData = Float32Array | Float64Array | Uint16Array | BigInt64Array | Int32Array | Uint8Array;
 
 /** Failure inside onnxruntime (session creation or run), or of the worker hosting it. */
-export class RuntimeError extends Error {
+export class RuntimeError extends EditR1Error {
   override name = "RuntimeError";
 }
 

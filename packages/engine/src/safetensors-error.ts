@@ -1,3 +1,4 @@
+import { EditR1Error } from "./errors.js";
 /** What went wrong, so callers can branch without parsing messages. */
 export type SafetensorsErrorCode =
   | "io"
@@ -19,7 +20,7 @@ export type SafetensorsErrorCode =
  * A safetensors file (or index, or tensor about to be written) that we refuse to use. The message
  * names the file and, where one is at fault, the tensor, and says what to do about it.
  */
-export class SafetensorsError extends Error {
+export class SafetensorsError extends EditR1Error {
   override readonly name = "SafetensorsError";
   readonly code: SafetensorsErrorCode;
   readonly file: string;

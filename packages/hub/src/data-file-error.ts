@@ -1,5 +1,7 @@
+import { EditR1Error } from "@edit-r1/engine";
+
 /** A data set file (JSON, JSONL, parquet) that cannot be read; `line` is 1-based where known. */
-export class DataFileError extends Error {
+export class DataFileError extends EditR1Error {
   override readonly name = "DataFileError";
   readonly path: string;
   readonly line: number | undefined;

@@ -1,3 +1,5 @@
+import { EditR1Error } from "@edit-r1/engine";
+
 /** What went wrong, so callers (the CLI above all) can branch without parsing messages. */
 export type HubErrorCode =
   | "invalid-repo"
@@ -10,7 +12,7 @@ export type HubErrorCode =
   | "download-failed";
 
 /** A model or dataset file that cannot be found or fetched; the message says which and what to do. */
-export class HubError extends Error {
+export class HubError extends EditR1Error {
   override readonly name = "HubError";
   readonly code: HubErrorCode;
   /** The repository id or local folder asked for. */

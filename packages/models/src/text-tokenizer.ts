@@ -1,9 +1,10 @@
 import { readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
+import { EditR1Error } from "@edit-r1/engine";
 import { Tokenizer } from "@huggingface/tokenizers";
 
 /** A tokenizer folder that cannot be read, or a text that does not fit the encoder. */
-export class TokenizerError extends Error {
+export class TokenizerError extends EditR1Error {
   override readonly name = "TokenizerError";
 }
 

@@ -1,4 +1,11 @@
-import { DTYPE_BYTES, type DType, type ExternalData, type InitializerData, numel } from "@edit-r1/engine";
+import {
+  DTYPE_BYTES,
+  type DType,
+  EditR1Error,
+  type ExternalData,
+  type InitializerData,
+  numel,
+} from "@edit-r1/engine";
 
 /**
  * One named weight as a model builder sees it: its stored dtype and shape, and where its values are.
@@ -21,7 +28,7 @@ export interface WeightSource {
 }
 
 /** A weight that is missing, has the wrong shape or dtype, or cannot be mapped. */
-export class WeightError extends Error {
+export class WeightError extends EditR1Error {
   override readonly name = "WeightError";
   constructor(
     message: string,

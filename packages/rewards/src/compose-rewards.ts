@@ -4,6 +4,7 @@
  * log shows which part moved when the total did (how reward hacking is spotted).
  */
 import type { Reward, RewardOutput } from "@edit-r1/core";
+import { EditR1Error } from "@edit-r1/core";
 import { JudgeConfigError } from "./errors.js";
 
 export interface WeightedReward {
@@ -15,7 +16,7 @@ export interface WeightedReward {
 }
 
 /** Thrown when a part returns a score outside [0, 1] or the wrong number of outputs. */
-export class RewardContractError extends Error {
+export class RewardContractError extends EditR1Error {
   override readonly name = "RewardContractError";
 }
 

@@ -1,10 +1,12 @@
+import { EditR1Error } from "@edit-r1/core";
+
 /**
  * Typed failures of the judge reward. Every message names the input that was wrong and what to do,
  * and none of them carries an API key or request headers, so they are safe to log.
  */
 
 /** A setting, spec string or template is unusable; raised before any request is sent. */
-export class JudgeConfigError extends Error {
+export class JudgeConfigError extends EditR1Error {
   override readonly name = "JudgeConfigError";
 }
 
@@ -12,7 +14,7 @@ export class JudgeConfigError extends Error {
  * The judge could not be reached or answered with an HTTP error, after all retries when the failure
  * was retryable. `status` is the last HTTP status (undefined for timeouts and connection errors).
  */
-export class JudgeRequestError extends Error {
+export class JudgeRequestError extends EditR1Error {
   override readonly name = "JudgeRequestError";
   readonly status: number | undefined;
   readonly attempts: number;
@@ -32,7 +34,7 @@ export class JudgeRequestError extends Error {
  * The judge answered, but the answer cannot be turned into a score (no logprobs, no score token among
  * the candidates, no integer in the text). Never retried: a deterministic judge would answer the same.
  */
-export class JudgeResponseError extends Error {
+export class JudgeResponseError extends EditR1Error {
   override readonly name = "JudgeResponseError";
   /** The part of the response that was inspected, for the run log. */
   readonly response: unknown;
@@ -43,7 +45,7 @@ export class JudgeResponseError extends Error {
 }
 
 /** Scoring one item of a batch failed; says which item and keeps the underlying error as `cause`. */
-export class RewardItemError extends Error {
+export class RewardItemError extends EditR1Error {
   override readonly name = "RewardItemError";
   readonly key: string;
   constructor(reward: string, key: string, cause: unknown) {

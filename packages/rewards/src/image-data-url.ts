@@ -4,6 +4,7 @@
  */
 import { createHash } from "node:crypto";
 import type { RgbImage } from "@edit-r1/core";
+import { EditR1Error } from "@edit-r1/core";
 import sharp from "sharp";
 import { JudgeConfigError } from "./errors.js";
 
@@ -71,7 +72,7 @@ export async function encodeImageDataUrl(
 }
 
 /** Thrown by decodeImageDataUrl; the judge server turns it into a 400. */
-export class ImageDecodeError extends Error {
+export class ImageDecodeError extends EditR1Error {
   override readonly name = "ImageDecodeError";
 }
 

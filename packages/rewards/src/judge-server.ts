@@ -8,6 +8,7 @@ import { createHash, randomUUID, timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { RgbImage } from "@edit-r1/core";
+import { EditR1Error } from "@edit-r1/core";
 import type {
   ChatCompletionRequest,
   ChatCompletionResponse,
@@ -47,7 +48,7 @@ const MAX_TOP_LOGPROBS = 20;
 /** What vLLM writes for a logprob of −∞ (JSON has no infinity). */
 const NEG_INF_LOGPROB = -9999;
 
-class HttpError extends Error {
+class HttpError extends EditR1Error {
   constructor(
     readonly status: number,
     message: string,
