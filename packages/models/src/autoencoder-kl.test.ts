@@ -1,13 +1,22 @@
 import { closeDefaultRuntime, compile, Graph } from "@edit-r1/engine";
+import { fixturesOfKind, readFixtureIo, relativeL2 } from "@edit-r1/test-fixtures";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildAutoencoderKLDecoder, buildAutoencoderKLEncoder } from "./autoencoder-kl.js";
 import { type AutoencoderKLConfig, parseAutoencoderKLConfig } from "./autoencoder-kl-config.js";
 import { ModelConfigError } from "./model-config-error.js";
 import { openSafetensorsWeights } from "./safetensors-weights.js";
-import { fixturesOfKind, readFixtureIo, relativeL2 } from "./test-fixtures.js";
 import type { WeightSource } from "./weight-source.js";
 
 type Tensors = Awaited<ReturnType<typeof readFixtureIo>>;
+
+/**
+ * Relative L2 to the fp32 diffusers reference that fp32 rounding explains (unit roundoff 2^-24 ≈ 6e-8 per
+ * operation, in the reference and in onnxruntime). Measured on flux-vae: encode 5.7e-7, decode 7.3e-7; on
+ * held-out fixtures (batch 2, 24×40 and 16×40 images, a FLUX-like config without quant convs): at most
+ * 6.9e-7 and 7.2e-7.
+ * One GroupNorm group instead of the config's costs > 1e-1.
+ */
+const FP32_PARITY = 3e-6;
 
 const fixtures = fixturesOfKind("autoencoder-kl");
 
@@ -46,22 +55,27 @@ describe.each(fixtures.map((f) => [f.name, f] as const))("AutoencoderKL vs fixtu
     }
   };
 
-  it("encodes to the posterior mean (onnxruntime fp32, relative L2 < 1e-4)", async () => {
+  it(`encodes to the posterior mean (onnxruntime fp32, relative L2 < ${FP32_PARITY})`, async () => {
     const err = relativeL2(await runOrt("encode"), io.get("out.latent_mean")!.data);
-    console.log(`${fixture.name}: encode relative L2 = ${err.toExponential(2)}`);
-    expect(err).toBeLessThan(1e-4);
+    console.log(`${fixture.name}: encode relative L2 = ${err.toExponential(2)} (bound ${FP32_PARITY})`);
+    expect(err).toBeLessThan(FP32_PARITY);
   });
 
-  it("decodes latents (onnxruntime fp32, relative L2 < 1e-4)", async () => {
+  it(`decodes latents (onnxruntime fp32, relative L2 < ${FP32_PARITY})`, async () => {
     const err = relativeL2(await runOrt("decode"), io.get("out.decoded")!.data);
-    console.log(`${fixture.name}: decode relative L2 = ${err.toExponential(2)}`);
-    expect(err).toBeLessThan(1e-4);
+    console.log(`${fixture.name}: decode relative L2 = ${err.toExponential(2)} (bound ${FP32_PARITY})`);
+    expect(err).toBeLessThan(FP32_PARITY);
   });
 
   it("has teeth: the wrong GroupNorm group count is far off", async () => {
+    // One group (a LayerNorm over all channels), or two when the config already has one.
+    const wrongGroups = config.normNumGroups === 1 ? 2 : 1;
     const err = relativeL2(
-      await runOrt("decode", { ...config, normNumGroups: 1 }),
+      await runOrt("decode", { ...config, normNumGroups: wrongGroups }),
       io.get("out.decoded")!.data,
+    );
+    console.log(
+      `${fixture.name}: ${wrongGroups} GroupNorm group(s) instead of ${config.normNumGroups}: ${err}`,
     );
     expect(err).toBeGreaterThan(1e-2);
   });

@@ -6,11 +6,11 @@ import {
   float32ToFloat16,
   Graph,
 } from "@edit-r1/engine";
+import { noise, relativeL2 } from "@edit-r1/test-fixtures";
 import { afterAll, describe, expect, it } from "vitest";
 import { parseClipTextConfig } from "./clip-text-config.js";
 import { buildClipTextModel, clipPoolingPositions, clipTextInputs } from "./clip-text-model.js";
 import { ModelConfigError } from "./model-config-error.js";
-import { noise, relativeL2 } from "./test-fixtures.js";
 import { referenceClipText } from "./test-text-reference.js";
 import { memoryWeightSource, type WeightEntry, WeightError } from "./weight-source.js";
 

@@ -2,17 +2,30 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { evaluate, Graph, writeSafetensors } from "@edit-r1/engine";
+import { fixturesOfKind, readAllFloat32, readFixtureIo, relativeL2 } from "@edit-r1/test-fixtures";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { fluxBflWeightSource, fluxDiffusersToBfl } from "./flux-bfl-weights.js";
 import { parseFluxTransformerConfig } from "./flux-config.js";
 import { buildFluxTransformer, fluxTransformerInputs } from "./flux-transformer.js";
 import { openSafetensorsWeights } from "./safetensors-weights.js";
-import { fixturesOfKind, readAllFloat32, readFixtureIo, relativeL2 } from "./test-fixtures.js";
 import { WeightError } from "./weight-source.js";
 
 type Tensors = Map<string, { shape: number[]; data: Float32Array }>;
 
-describe.each(fixturesOfKind("flux-transformer").map((f) => [f.name, f] as const))(
+/**
+ * Relative L2 to the fp32 diffusers reference that fp32 rounding explains (the float64 interpreter on the
+ * diffusers layout measures 7.7e-7 on flux-kontext-transformer, at most 9.2e-7 on held-out fixtures; see
+ * flux-transformer.test.ts).
+ */
+const FP32_PARITY = 3e-6;
+
+const fixtures = fixturesOfKind("flux-transformer");
+
+it("finds at least one flux-transformer fixture", () => {
+  expect(fixtures.length).toBeGreaterThan(0);
+});
+
+describe.each(fixtures.map((f) => [f.name, f] as const))(
   "BFL single-file layout, fixture %s",
   (_, fixture) => {
     const config = parseFluxTransformerConfig(fixture.meta.config);
@@ -57,7 +70,9 @@ describe.each(fixturesOfKind("flux-transformer").map((f) => [f.name, f] as const
         return evaluate(g, feeds, [sample])[0]!;
       });
       expect(outputs[1]).toEqual(outputs[0]);
-      expect(relativeL2(outputs[1]!, io.get("out.sample")!.data)).toBeLessThan(1e-4);
+      const err = relativeL2(outputs[1]!, io.get("out.sample")!.data);
+      console.log(`${fixture.name}: BFL layout, interpreter relative L2 = ${err.toExponential(2)}`);
+      expect(err).toBeLessThan(FP32_PARITY);
     });
 
     it("converts every block the weights have, and names a diffusers key it lacks", async () => {

@@ -11,6 +11,14 @@ import {
   ops,
   writeSafetensors,
 } from "@edit-r1/engine";
+import {
+  fixturesOfKind,
+  maxAbsDiff,
+  noise,
+  readAllFloat32,
+  readFixtureIo,
+  relativeL2,
+} from "@edit-r1/test-fixtures";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseFluxTransformerConfig } from "./flux-config.js";
 import {
@@ -19,17 +27,18 @@ import {
   fluxTransformerInputs,
 } from "./flux-transformer.js";
 import { openSafetensorsWeights } from "./safetensors-weights.js";
-import {
-  fixturesOfKind,
-  maxAbsDiff,
-  noise,
-  readAllFloat32,
-  readFixtureIo,
-  relativeL2,
-} from "./test-fixtures.js";
 import { memoryWeightSource, type WeightEntry, WeightError, type WeightSource } from "./weight-source.js";
 
 type Tensors = Map<string, { shape: number[]; data: Float32Array }>;
+
+/**
+ * Relative L2 to the fp32 diffusers reference that fp32 rounding explains: the reference itself carries
+ * it (unit roundoff 2^-24 ≈ 6e-8 per operation). Measured on flux-kontext-transformer: float64 interpreter
+ * 7.7e-7, onnxruntime fp32 3.1e-7, onnxruntime vs interpreter 7.9e-7; on held-out fixtures (batch 2, other
+ * grids, context sizes and configs): at most 9.2e-7, 3.8e-7 and 9.1e-7. A wrong rotary axis, context offset
+ * or modulation half costs > 1e-2.
+ */
+const FP32_PARITY = 3e-6;
 
 const fixtures = fixturesOfKind("flux-transformer");
 
@@ -65,6 +74,12 @@ describe.each(fixtures.map((f) => [f.name, f] as const))("FLUX transformer vs fi
     return { batch: hs[0]!, imageTokens: hs[1]!, textTokens: io.get("in.encoder_hidden_states")!.shape[1]! };
   };
   const reference = () => io.get("out.sample")!.data;
+  /** Relative L2 of `out` to the reference, printed, and below FP32_PARITY. */
+  const expectParity = (what: string, out: ArrayLike<number>) => {
+    const err = relativeL2(out, reference());
+    console.log(`${fixture.name}: ${what} relative L2 = ${err.toExponential(2)} (bound ${FP32_PARITY})`);
+    expect(err, what).toBeLessThan(FP32_PARITY);
+  };
   const inMemory = (
     tensors: Tensors,
     edit: (name: string, data: Float32Array) => Float32Array = (_n, d) => d,
@@ -90,21 +105,15 @@ describe.each(fixtures.map((f) => [f.name, f] as const))("FLUX transformer vs fi
     return { out: out!, lora, g };
   };
 
-  it("matches diffusers in the float64 interpreter (relative L2 < 1e-4)", async () => {
-    const { out } = run(await openSafetensorsWeights(fixture.weightsPath));
-    const err = relativeL2(out, reference());
-    console.log(`${fixture.name}: fp32 weights, interpreter relative L2 = ${err.toExponential(2)}`);
-    expect(err).toBeLessThan(1e-4);
+  it(`matches diffusers in the float64 interpreter (relative L2 < ${FP32_PARITY})`, async () => {
+    expectParity("fp32 weights, interpreter", run(await openSafetensorsWeights(fixture.weightsPath)).out);
   });
 
-  it("matches diffusers through onnxruntime in fp32 (relative L2 < 1e-4)", async () => {
+  it(`matches diffusers through onnxruntime in fp32 (relative L2 < ${FP32_PARITY})`, async () => {
     const { g, sample } = build(await openSafetensorsWeights(fixture.weightsPath));
     const session = await compile(g, { outputs: { sample } });
     try {
-      const out = (await session.run(feeds())).sample as Float32Array;
-      const err = relativeL2(out, reference());
-      console.log(`${fixture.name}: fp32 weights, onnxruntime relative L2 = ${err.toExponential(2)}`);
-      expect(err).toBeLessThan(1e-4);
+      expectParity("fp32 weights, onnxruntime", (await session.run(feeds())).sample as Float32Array);
     } finally {
       await session.dispose();
     }
@@ -144,10 +153,16 @@ describe.each(fixtures.map((f) => [f.name, f] as const))("FLUX transformer vs fi
     });
     const errors: Record<string, number> = { swappedNormOut: relativeL2(run(swapHalves).out, reference()) };
     const ids = io.get("in.img_ids")!.data;
+    // Only a Kontext fixture has context-image tokens (first coordinate 1); plain FLUX.1 has none to drop.
     const noOffset = ids.map((v, i) => (i % 3 === 0 ? 0 : v));
-    expect(noOffset).not.toEqual(ids);
-    errors.noContextOffset = relativeL2(run(inMemory(fp32), { img_ids: noOffset }).out, reference());
+    const hasContext = noOffset.some((v, i) => v !== ids[i]);
+    if (fixture.meta.ctx_grid !== undefined) expect(hasContext, "ctx_grid but no img_ids offset").toBe(true);
+    if (hasContext) {
+      errors.noContextOffset = relativeL2(run(inMemory(fp32), { img_ids: noOffset }).out, reference());
+    }
     const swappedAxes = ids.map((v, i) => (i % 3 === 1 ? ids[i + 1]! : i % 3 === 2 ? ids[i - 1]! : v));
+    // Swapping rows and columns changes positions unless every token sits on the diagonal.
+    expect(swappedAxes.some((v, i) => v !== ids[i])).toBe(true);
     errors.swappedRowCol = relativeL2(run(inMemory(fp32), { img_ids: swappedAxes }).out, reference());
     console.log(`${fixture.name}: relative L2 of deliberate mistakes`, errors);
     for (const e of Object.values(errors)) expect(e).toBeGreaterThan(1e-2);
@@ -250,13 +265,15 @@ describe.each(fixtures.map((f) => [f.name, f] as const))("FLUX transformer vs fi
     // B = 0 (PEFT's initialisation) makes every adapter an exact no-op.
     expect(maxAbsDiff(outs[0]!, outs[2]!)).toBe(0);
     expect(maxAbsDiff(outs[1]!, outs[2]!)).toBe(0);
-    expect(relativeL2(outs[2]!, reference())).toBeLessThan(1e-4);
+    expectParity("shared-weights graph, interpreter", outs[2]!);
     // The fused graph also runs through onnxruntime, with one copy of each weight.
     const session = await compile(g, { outputs: { theta: theta.sample, old: old.sample, ref: ref.sample } });
     try {
       const ort = await session.run(feeds(zeroB));
-      expect(relativeL2(ort.theta as Float32Array, outs[0]!)).toBeLessThan(1e-5);
-      expect(relativeL2(ort.ref as Float32Array, reference())).toBeLessThan(1e-4);
+      const ortVsInterpreter = relativeL2(ort.theta as Float32Array, outs[0]!);
+      console.log(`${fixture.name}: shared-weights graph, onnxruntime vs interpreter = ${ortVsInterpreter}`);
+      expect(ortVsInterpreter).toBeLessThan(FP32_PARITY);
+      expectParity("shared-weights graph, onnxruntime", ort.ref as Float32Array);
     } finally {
       await session.dispose();
     }
@@ -299,7 +316,8 @@ describe.each(fixtures.map((f) => [f.name, f] as const))("FLUX transformer vs fi
   });
 
   it("names the key and both shapes on a checkpoint that does not fit the config", () => {
-    const wrong = { ...fixture.meta.config, num_attention_heads: 4 };
+    // Twice the heads: an inner width no weight of this checkpoint has, whatever its config.
+    const wrong = { ...fixture.meta.config, num_attention_heads: 2 * config.numAttentionHeads };
     const bad = parseFluxTransformerConfig(wrong);
     const g = new Graph();
     expect(() =>
@@ -325,7 +343,7 @@ describe.each(fixtures.map((f) => [f.name, f] as const))("FLUX transformer vs fi
     expect(() =>
       buildFluxTransformer(g4, config, inMemory(fp32), {
         ...inputs,
-        imgIds: g4.input("ids", "float32", [3, 3]),
+        imgIds: g4.input("ids", "float32", [sizes().imageTokens + 1, 3]),
       }),
     ).toThrow(GraphError);
   });

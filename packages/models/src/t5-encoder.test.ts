@@ -6,11 +6,11 @@ import {
   float32ToBfloat16,
   Graph,
 } from "@edit-r1/engine";
+import { noise, relativeL2 } from "@edit-r1/test-fixtures";
 import { afterAll, describe, expect, it } from "vitest";
 import { ModelConfigError } from "./model-config-error.js";
 import { buildT5Encoder, t5RelativePositionBuckets } from "./t5-encoder.js";
 import { parseT5EncoderConfig } from "./t5-encoder-config.js";
-import { noise, relativeL2 } from "./test-fixtures.js";
 import { referenceT5Encoder } from "./test-text-reference.js";
 import { memoryWeightSource, type WeightEntry } from "./weight-source.js";
 
