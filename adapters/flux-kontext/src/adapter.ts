@@ -35,6 +35,7 @@ export function createFluxKontextAdapter(settings: FluxKontextAdapterSettings = 
     capabilities: {
       guidance: "distilled",
       resolutions: settings.resolutions ?? PREFERRED_KONTEXT_RESOLUTIONS.map((r) => [r[0], r[1]] as const),
+      maxSourceImages: 1,
       loraTargets: EDIT_R1_LORA_TARGETS,
       dtypes: ["float32", "float16"],
       devices: ["cpu", "cuda"],

@@ -8,6 +8,7 @@ import {
   unpackLatents,
 } from "@edit-r1/adapter-kit";
 import {
+  checkSourceCount,
   decodeImage,
   type Editor,
   type EditRequest,
@@ -195,6 +196,7 @@ export class FluxKontextEditor implements Editor {
    */
   async prepareEdit(request: EditRequest): Promise<PreparedKontextEdit> {
     if (this.closed) throw new FluxKontextError("edit: this editor was closed; load the model again");
+    checkSourceCount(request, 1, "flux-kontext");
     const s = this.settings;
     const multiple = this.vaeFactor * 2;
     const input = kontextInputSize(request.source.width, request.source.height, {

@@ -162,6 +162,7 @@ export const adapter: Adapter = {
   capabilities: {
     guidance: "none",
     resolutions: [[TINY_IMAGE_SIZE, TINY_IMAGE_SIZE]],
+    maxSourceImages: 1,
     loraTargets: EDIT_R1_LORA_TARGETS,
     dtypes: ["float32"],
     devices: ["cpu", "cuda"],

@@ -1,4 +1,4 @@
-import type { EditRequest } from "@edit-r1/core";
+import { checkSourceCount, type EditRequest } from "@edit-r1/core";
 import { instructionWords } from "@edit-r1/shapes";
 import { TinyAdapterError } from "./errors.js";
 import { packImage } from "./pack-image.js";
@@ -14,6 +14,7 @@ export interface TinyConditions {
 
 /** Throws a TinyAdapterError unless the request's source image is TINY_IMAGE_SIZE² RGB. */
 export function checkTinyImage(request: EditRequest): void {
+  checkSourceCount(request, 1, "tiny");
   const { width, height, data } = request.source;
   if (width !== TINY_IMAGE_SIZE || height !== TINY_IMAGE_SIZE) {
     throw new TinyAdapterError(

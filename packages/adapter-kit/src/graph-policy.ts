@@ -1,5 +1,6 @@
 import {
   type ConditionFeeds,
+  checkSourceCount,
   type EditRequest,
   GraphNftPolicyCore,
   type NftBatch,
@@ -75,6 +76,8 @@ export interface GraphPolicyDefinition {
   encode(request: EditRequest, bucket: GraphBucket): Promise<Record<string, TensorData>>;
   /** One sample's clean latents → its image. */
   decode(x0: Float32Array, request: EditRequest, bucket: GraphBucket): Promise<RgbImage>;
+  /** Source images one request may have (default 1). */
+  maxSources?: number;
   /** Checks one request before any work (image sizes, vocabulary …); throws a message naming the request. */
   check?(request: EditRequest): void;
   /** Frees what the definition owns (its encoder sessions). */
@@ -263,6 +266,7 @@ class GraphPolicyImpl implements GraphPolicy {
             `(expected ${width * height * 3})`,
         );
     }
+    checkSourceCount(request, this.definition.maxSources ?? 1, this.name);
     this.definition.check?.(request);
   }
 

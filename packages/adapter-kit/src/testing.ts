@@ -12,6 +12,7 @@ import {
   type ParamSet,
   type RgbImage,
   Rng,
+  requestWithSources,
   type TrainablePolicy,
 } from "@edit-r1/core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -137,6 +138,13 @@ export function describeAdapterContract(subject: AdapterContractSubject): void {
       expect(() =>
         checkAdapter(adapter, { ...options, loraConfig: { rank: 2, targets: ["no.such.module"] } }, "train"),
       ).toThrow(/cannot put LoRA on "no.such.module"/);
+      // More source images than declared: the policy and the editor refuse the request, naming it.
+      const r = requests[0]!;
+      const extra = requestWithSources(r, Array(caps.maxSourceImages + 1).fill(r.source));
+      expect(() => policy.latentSize(extra)).toThrow(
+        new RegExp(`"${r.key}" has ${caps.maxSourceImages + 1} source images`),
+      );
+      await expect((await editor()).edit([extra])).rejects.toThrow(/source images/);
       const missing = join(tmp, "no-such-lora");
       await expect(adapter.loadEditor({ ...options, lora: missing })).rejects.toThrow(missing);
     });

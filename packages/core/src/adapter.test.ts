@@ -8,6 +8,7 @@ const base: Adapter = {
   capabilities: {
     guidance: "none",
     resolutions: [[16, 16]],
+    maxSourceImages: 1,
     loraTargets: ["to_q", "to_k"],
     dtypes: ["float32"],
     devices: ["cpu"],

@@ -14,6 +14,8 @@ export interface AdapterCapabilities {
   guidance: "none" | "distilled" | "cfg";
   /** Output sizes it accepts, as [width, height], or "any" (it resizes). */
   resolutions: readonly (readonly [number, number])[] | "any";
+  /** Source images one edit may take (`EditRequest.sources`): 1 for most models, 3 for Qwen-Image-Edit-2509. */
+  maxSourceImages: number;
   /** Module names LoRA may attach to (PEFT target_modules); a trained LoRA's targets must be among them. */
   loraTargets: readonly string[];
   /** Compute dtypes the transformer runs in. */

@@ -124,6 +124,7 @@ export {
   type BenchmarkItemResult,
   type BenchmarkReport,
   type BenchmarkRunOptions,
+  checkSourceCount,
   type Editor,
   type EditRequest,
   INTERFACE_VERSION,

@@ -49,6 +49,19 @@ export function requestSources(request: EditRequest): readonly RgbImage[] {
   return sources;
 }
 
+/**
+ * Rejects a request with more source images than `max` (what the adapter declared as maxSourceImages), naming
+ * the request and the adapter.
+ */
+export function checkSourceCount(request: EditRequest, max: number, adapter: string): void {
+  const n = requestSources(request).length;
+  if (n > max)
+    throw new ShapeError(
+      `request "${request.key}" has ${n} source images, but adapter "${adapter}" edits at most ${max} at once; ` +
+        "use an adapter with multi-image editing (e.g. Qwen-Image-Edit-2509) or give one image",
+    );
+}
+
 /** A request editing several images (the first becomes `source`). */
 export function requestWithSources(
   request: Omit<EditRequest, "source" | "sources">,

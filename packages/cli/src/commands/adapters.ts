@@ -15,7 +15,7 @@ export async function adapters(ctx: CommandContext): Promise<number> {
             .slice(0, 4)
             .join(", ");
     ctx.out(
-      `  devices ${c.devices.join("/")} · dtypes ${c.dtypes.join("/")} · guidance ${c.guidance} · ` +
+      `  source images ≤ ${c.maxSourceImages} · devices ${c.devices.join("/")} · dtypes ${c.dtypes.join("/")} · guidance ${c.guidance} · ` +
         `sizes ${sizes}${c.resolutions !== "any" && c.resolutions.length > 4 ? ", …" : ""} · ${c.trainable ? "trainable" : "edit only"}`,
     );
   }
