@@ -3,7 +3,7 @@ import { mkdir, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { openSafetensors, writeSafetensors } from "@edit-r1/engine";
 import { fluxDiffusersToBfl } from "@edit-r1/models";
-import { fixturesRoot, noise } from "@edit-r1/test-fixtures";
+import { noise, repositoryRoot } from "@edit-r1/test-fixtures";
 
 /**
  * A tiny random-weight FLUX.1-Kontext pipeline in the diffusers folder layout, for tests: the transformer and
@@ -14,7 +14,13 @@ import { fixturesRoot, noise } from "@edit-r1/test-fixtures";
 
 type Tensors = Map<string, { shape: number[]; data: Float32Array }>;
 
-export { fixturesRoot };
+/**
+ * The repository's own fixtures folder, not EDIT_R1_FIXTURES: the replica only borrows two small checkpoints of a
+ * known shape from it (the adapter's tests are not parity checks against whatever folder is being audited).
+ */
+export function replicaFixturesRoot(): string {
+  return join(repositoryRoot(), "fixtures");
+}
 
 async function readAll(path: string): Promise<Tensors> {
   const ckpt = await openSafetensors(path);
@@ -25,7 +31,7 @@ async function readAll(path: string): Promise<Tensors> {
 }
 
 function fixture(name: string) {
-  const dir = join(fixturesRoot(), name);
+  const dir = join(replicaFixturesRoot(), name);
   const meta = JSON.parse(readFileSync(join(dir, "meta.json"), "utf8")) as {
     config: Record<string, unknown>;
   };
