@@ -1,12 +1,5 @@
 import { writeFile } from "node:fs/promises";
-import {
-  type LoraFile,
-  packLatents,
-  readLora,
-  requestNoise,
-  SessionCache,
-  unpackLatents,
-} from "@edit-r1/adapter-kit";
+import { type LoraFile, packLatents, readLora, requestNoise, unpackLatents } from "@edit-r1/adapter-kit";
 import {
   checkSourceCount,
   decodeImage,
@@ -19,11 +12,12 @@ import {
   samplerByName,
   type VelocityFn,
 } from "@edit-r1/core";
-import { type Device, Graph, ops, type Session, type Tensor } from "@edit-r1/engine";
+import { type Device, Graph, ops, type Session, SessionCache, type Tensor } from "@edit-r1/engine";
 import {
   buildAutoencoderKLDecoder,
   buildAutoencoderKLEncoder,
   buildClipTextModel,
+  buildKontextVelocity,
   buildT5Encoder,
   type ComputeDType,
   clipPoolingPositions,
@@ -38,7 +32,6 @@ import {
   openFluxKontextModel,
 } from "./flux-kontext-model.js";
 import { kontextInputSize, type Resolution } from "./kontext-resolution.js";
-import { buildKontextVelocity } from "./kontext-velocity.js";
 
 /** Generation settings; every one is recorded in the editor's `protocol`. */
 export interface FluxKontextSettings {

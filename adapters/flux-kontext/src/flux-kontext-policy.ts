@@ -7,7 +7,7 @@ import {
 } from "@edit-r1/adapter-kit";
 import { type EditRequest, flowMatchSchedule } from "@edit-r1/core";
 import type { Device, Graph } from "@edit-r1/engine";
-import { type ComputeDType, EDIT_R1_LORA_TARGETS } from "@edit-r1/models";
+import { buildKontextVelocity, type ComputeDType, EDIT_R1_LORA_TARGETS } from "@edit-r1/models";
 import {
   FluxKontextEditor,
   type FluxKontextSettings,
@@ -15,7 +15,6 @@ import {
 } from "./flux-kontext-editor.js";
 import { FluxKontextError } from "./flux-kontext-error.js";
 import { type OpenFluxKontextOptions, openFluxKontextModel } from "./flux-kontext-model.js";
-import { buildKontextVelocity } from "./kontext-velocity.js";
 
 /** The LoRA θ the policy trains (PEFT names, one rank and alpha for every module). */
 export interface FluxKontextLoraSettings {

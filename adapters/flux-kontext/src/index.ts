@@ -28,8 +28,3 @@ export {
   loadFluxKontextPolicy,
 } from "./flux-kontext-policy.js";
 export { kontextInputSize, PREFERRED_KONTEXT_RESOLUTIONS, type Resolution } from "./kontext-resolution.js";
-export {
-  buildKontextVelocity,
-  type KontextVelocityInputs,
-  type KontextVelocityOptions,
-} from "./kontext-velocity.js";

@@ -1,6 +1,5 @@
-import { SessionCache } from "@edit-r1/adapter-kit";
 import type { ParamSet, VelocityFn } from "@edit-r1/core";
-import { type Device, Graph, type Session } from "@edit-r1/engine";
+import { type Device, Graph, type Session, SessionCache } from "@edit-r1/engine";
 import type { FluxTransformerConfig, LoraOptions, WeightSource } from "@edit-r1/models";
 import { TinyAdapterError } from "./errors.js";
 import type { TinyConditions } from "./tiny-conditions.js";

@@ -1,11 +1,11 @@
-import { imageTokenIds, withConditionTokens } from "@edit-r1/adapter-kit";
 import { type Graph, ops, type Tensor } from "@edit-r1/engine";
 import {
-  buildFluxTransformer,
+  buildKontextVelocity,
   type FluxTransformerConfig,
   type FluxTransformerOptions,
   type GraphWeights,
   graphWeights,
+  imageTokenIds,
   type LoraParameter,
   type WeightSource,
 } from "@edit-r1/models";
@@ -32,6 +32,7 @@ export const TEXT_POSITION_KEY = "text_position.weight";
  * FLUX-Kontext's convention (models.md §2.3): the context shares the target's grid, only the first axis differs.
  */
 export function tinyImageIds(grid: number = TINY_GRID): Float32Array {
+  // The token grid is the latent grid halved by the 2×2 packing.
   const latent = 2 * grid;
   return Float32Array.from([...imageTokenIds(latent, latent, 0), ...imageTokenIds(latent, latent, 1)]);
 }
@@ -79,25 +80,13 @@ export function buildTinyVelocity(
       pooled: ops.reshape(mean, [batch, width]),
     };
   });
-  let lora: LoraParameter[] = [];
-  // Kontext: the source tokens follow the noisy ones and only the noisy tokens' prediction is kept.
-  const velocity = withConditionTokens(inputs.xt, [inputs.context], (joint) => {
-    const out = buildFluxTransformer(
-      g,
-      config,
-      bound,
-      {
-        hiddenStates: joint,
-        encoderHiddenStates,
-        pooledProjections: pooled,
-        timestep: inputs.t,
-        imgIds: g.constant(tinyImageIds(grid), [2 * imageTokens, 3]),
-        txtIds: g.constant(new Float32Array(textTokens * 3), [textTokens, 3]),
-      },
-      options,
-    );
-    lora = out.lora;
-    return out.sample;
-  });
-  return { velocity, lora };
+  // FLUX-Kontext's velocity: the source tokens follow the noisy ones on the target's grid (position index 1),
+  // and only the noisy tokens' prediction is kept.
+  const latentGrid = [2 * grid, 2 * grid] as const;
+  return buildKontextVelocity(
+    g,
+    { config, weights: bound },
+    { latents: inputs.xt, context: inputs.context, text: encoderHiddenStates, pooled, timestep: inputs.t },
+    { ...options, targetGrid: latentGrid, contextGrid: latentGrid },
+  );
 }

@@ -1,4 +1,3 @@
-export { withConditionTokens } from "./condition-tokens.js";
 export { AdapterKitError } from "./errors.js";
 export {
   createGraphPolicy,
@@ -8,7 +7,7 @@ export {
   type GraphPolicyOptions,
   type VelocityLora,
 } from "./graph-policy.js";
-export { imageTokenIds, packLatents, unpackLatents } from "./latent-packing.js";
+export { packLatents, unpackLatents } from "./latent-packing.js";
 export {
   LORA_CONFIG_FILE,
   LORA_WEIGHTS_FILE,
@@ -27,4 +26,3 @@ export {
   loraParameters,
 } from "./lora-params.js";
 export { batchNoise, requestNoise } from "./request-noise.js";
-export { SessionCache, type SessionCacheOptions } from "./session-cache.js";

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { AdapterKitError } from "./errors.js";
-import { imageTokenIds, packLatents, unpackLatents } from "./latent-packing.js";
+import { packLatents, unpackLatents } from "./latent-packing.js";
 
 describe("2×2 latent packing", () => {
   // Latent [C=2, h=4, w=6] whose value encodes its own (c, y, x).
@@ -32,15 +32,5 @@ describe("2×2 latent packing", () => {
   it("rejects odd sides and wrong sizes", () => {
     expect(() => packLatents(new Float32Array(C * 3 * 6), C, 3, 6)).toThrow(AdapterKitError);
     expect(() => packLatents(new Float32Array(5), C, h, w)).toThrow(/5 values, expected 2×4×6/);
-  });
-});
-
-describe("imageTokenIds", () => {
-  it("gives (index, row, column) row-major; the context image uses index 1 on its own grid", () => {
-    expect(Array.from(imageTokenIds(4, 6, 0))).toEqual([
-      0, 0, 0, 0, 0, 1, 0, 0, 2, 0, 1, 0, 0, 1, 1, 0, 1, 2,
-    ]);
-    const ctx = imageTokenIds(2, 4, 1);
-    expect(Array.from(ctx)).toEqual([1, 0, 0, 1, 0, 1]);
   });
 });

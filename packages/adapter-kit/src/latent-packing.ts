@@ -36,27 +36,6 @@ export function unpackLatents(tokens: Float32Array, channels: number, h: number,
   return out;
 }
 
-/**
- * Position ids [(h/2)·(w/2), 3] of packed image tokens for FLUX's 3-axis rotary embedding: (index, row, column),
- * row-major. The target image uses index 0 and Kontext's context image index 1, on its own grid from (0, 0).
- */
-export function imageTokenIds(h: number, w: number, index: number): Float32Array {
-  if (h % 2 !== 0 || w % 2 !== 0)
-    throw new AdapterKitError(`latent ${h}×${w} cannot be packed in 2×2 patches: both sides must be even`);
-  const th = h / 2;
-  const tw = w / 2;
-  const ids = new Float32Array(th * tw * 3);
-  for (let r = 0; r < th; r++) {
-    for (let c = 0; c < tw; c++) {
-      const t = r * tw + c;
-      ids[t * 3] = index;
-      ids[t * 3 + 1] = r;
-      ids[t * 3 + 2] = c;
-    }
-  }
-  return ids;
-}
-
 function checkLatent(z: Float32Array, channels: number, h: number, w: number): void {
   if (h % 2 !== 0 || w % 2 !== 0)
     throw new AdapterKitError(`latent ${h}×${w} cannot be packed in 2×2 patches: both sides must be even`);

@@ -1,5 +1,4 @@
 import {
-  compile,
   type Device,
   type DType,
   Graph,
@@ -8,6 +7,7 @@ import {
   ops,
   type Runtime,
   type Session,
+  SessionCache,
   type Tensor,
   type TensorData,
 } from "@edit-r1/engine";
@@ -101,8 +101,8 @@ const ARRAY_OF: Readonly<Record<DType, ArrayClass>> = {
  * weights stay initializers; parameters, latents and conditions cross the boundary each call.
  */
 export class GraphNftPolicyCore {
-  private readonly velocitySessions = new Map<number, Promise<Session>>();
-  private readonly trainingSessions = new Map<string, Promise<Session>>();
+  /** Rollout sessions ("velocity:<B>") and training sessions ("train:<B>|β|KL|clip"), compiled once each. */
+  private readonly sessions: SessionCache;
   private disposed = false;
   private readonly latentSize: number;
 
@@ -127,6 +127,8 @@ export class GraphNftPolicyCore {
     if (Object.keys(spec.parameters).length === 0)
       throw new ConfigError("GraphNftPolicyCore: the spec declares no trainable parameters");
     this.latentSize = numel(spec.latentShape);
+    const { device, runtime, threads } = options;
+    this.sessions = new SessionCache({ device, runtime, threads });
   }
 
   /** The rollout graph for `batchSize` samples: inputs x, t, cond.*, theta.*; output v. */
@@ -275,11 +277,7 @@ export class GraphNftPolicyCore {
   async dispose(): Promise<void> {
     if (this.disposed) return;
     this.disposed = true;
-    const pending = [...this.velocitySessions.values(), ...this.trainingSessions.values()];
-    this.velocitySessions.clear();
-    this.trainingSessions.clear();
-    const sessions = await Promise.allSettled(pending);
-    await Promise.all(sessions.map((s) => (s.status === "fulfilled" ? s.value.dispose() : undefined)));
+    await this.sessions.close();
   }
 
   private checkOpen(what: string): void {
@@ -288,34 +286,21 @@ export class GraphNftPolicyCore {
   }
 
   private velocitySession(batchSize: number): Promise<Session> {
-    return this.cached(this.velocitySessions, batchSize, () => this.velocityGraph(batchSize));
+    return this.cached(`velocity:${batchSize}`, () => this.velocityGraph(batchSize));
   }
 
   private trainingSession(batchSize: number, settings: Partial<NftSettings>): Promise<Session> {
     const s = { ...DEFAULT_NFT_SETTINGS, ...settings };
     // β, the KL weight and advClipMax are constants of the graph; advMode only shapes r on this side.
     const key = `${batchSize}|${s.beta}|${s.klWeight}|${s.advClipMax}`;
-    return this.cached(this.trainingSessions, key, () => this.trainingGraph(batchSize, s));
+    return this.cached(`train:${key}`, () => this.trainingGraph(batchSize, s));
   }
 
-  private cached<K>(cache: Map<K, Promise<Session>>, key: K, build: () => BuiltGraph): Promise<Session> {
-    let entry = cache.get(key);
-    if (!entry) {
+  private cached(key: string, build: () => BuiltGraph): Promise<Session> {
+    return this.sessions.get(key, () => {
       const { graph, outputs } = build();
-      const { device, runtime, threads } = this.options;
-      entry = compile(graph, {
-        outputs,
-        ...(device ? { device } : {}),
-        ...(runtime ? { runtime } : {}),
-        ...(threads !== undefined ? { threads } : {}),
-      });
-      cache.set(key, entry);
-      // A failed compile is not cached, so a later call retries (and reports) it.
-      entry.catch(() => {
-        if (cache.get(key) === entry) cache.delete(key);
-      });
-    }
-    return entry;
+      return { graph, outputs };
+    });
   }
 
   private buildVelocity(

@@ -75,4 +75,5 @@ export {
   type WriteSafetensorsOptions,
   writeSafetensors,
 } from "./safetensors-write.js";
+export { SessionCache, type SessionCacheOptions } from "./session-cache.js";
 export { registerVjp, type VjpArgs, type VjpRule } from "./vjp.js";

@@ -22,6 +22,7 @@ export {
   clipPoolingPositions,
   clipTextInputs,
 } from "./clip-text-model.js";
+export { withConditionTokens } from "./condition-tokens.js";
 export { fluxRotaryEmbedding, sinusoidalEmbedding } from "./embeddings.js";
 export { type Float32Tensors, fluxBflWeightSource, fluxDiffusersToBfl } from "./flux-bfl-weights.js";
 export { type FluxTransformerConfig, parseFluxTransformerConfig } from "./flux-config.js";
@@ -34,6 +35,12 @@ export {
   fluxTransformerInputs,
 } from "./flux-transformer.js";
 export { type ComputeDType, GraphWeights, type GraphWeightsOptions, graphWeights } from "./graph-weights.js";
+export {
+  buildKontextVelocity,
+  imageTokenIds,
+  type KontextVelocityInputs,
+  type KontextVelocityOptions,
+} from "./kontext-velocity.js";
 export { EDIT_R1_LORA_TARGETS, type LoraOptions, type LoraParameter } from "./lora.js";
 export { ModelConfigError } from "./model-config-error.js";
 export { parseQwenImageTransformerConfig, type QwenImageTransformerConfig } from "./qwen-image-config.js";

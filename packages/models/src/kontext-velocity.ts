@@ -1,14 +1,33 @@
-import { imageTokenIds, withConditionTokens } from "@edit-r1/adapter-kit";
 import { type Graph, ops, type Tensor } from "@edit-r1/engine";
-import {
-  buildFluxTransformer,
-  type ComputeDType,
-  type FluxTransformerConfig,
-  type GraphWeights,
-  type LoraOptions,
-  type LoraParameter,
-  type WeightSource,
-} from "@edit-r1/models";
+import { withConditionTokens } from "./condition-tokens.js";
+import type { FluxTransformerConfig } from "./flux-config.js";
+import { buildFluxTransformer, type FluxTransformerOptions } from "./flux-transformer.js";
+import type { GraphWeights } from "./graph-weights.js";
+import type { LoraParameter } from "./lora.js";
+import { ModelConfigError } from "./model-config-error.js";
+import type { WeightSource } from "./weight-source.js";
+
+/**
+ * Position ids [(h/2)·(w/2), 3] of 2×2-packed image tokens for FLUX's 3-axis rotary embedding: (index, row,
+ * column), row-major. The target image uses index 0 and Kontext's context image index 1, each on its own grid
+ * from (0, 0). `h`, `w` are the latent grid before packing.
+ */
+export function imageTokenIds(h: number, w: number, index: number): Float32Array {
+  if (h % 2 !== 0 || w % 2 !== 0)
+    throw new ModelConfigError(`latent ${h}×${w} cannot be packed in 2×2 patches: both sides must be even`);
+  const th = h / 2;
+  const tw = w / 2;
+  const ids = new Float32Array(th * tw * 3);
+  for (let r = 0; r < th; r++) {
+    for (let c = 0; c < tw; c++) {
+      const t = r * tw + c;
+      ids[t * 3] = index;
+      ids[t * 3 + 1] = r;
+      ids[t * 3 + 2] = c;
+    }
+  }
+  return ids;
+}
 
 /** Symbolic inputs of Kontext's velocity for a batch of B samples. */
 export interface KontextVelocityInputs {
@@ -16,9 +35,9 @@ export interface KontextVelocityInputs {
   latents: Tensor;
   /** Context-image tokens [B, N_context, in_channels] (the packed, scaled VAE latents of the source). */
   context: Tensor;
-  /** T5 sequence embeddings [B, T, joint_attention_dim]. */
+  /** Text sequence embeddings [B, T, joint_attention_dim] (T5's in FLUX). */
   text: Tensor;
-  /** CLIP pooled embedding [B, pooled_projection_dim]. */
+  /** The pooled text embedding [B, pooled_projection_dim] (CLIP's in FLUX). */
   pooled: Tensor;
   /** σ in [0, 1], [B]. */
   timestep: Tensor;
@@ -26,20 +45,17 @@ export interface KontextVelocityInputs {
   guidance?: Tensor | undefined;
 }
 
-export interface KontextVelocityOptions {
+export interface KontextVelocityOptions extends FluxTransformerOptions {
   /** Latent grids (before packing) of the target and of the context image: [h, w], both even. */
   targetGrid: readonly [number, number];
   contextGrid: readonly [number, number];
-  /** Compute dtype of the transformer (default float32). */
-  dtype?: ComputeDType | undefined;
-  /** LoRA on the transformer's Linear layers (factor inputs, or tensors the caller owns). */
-  lora?: LoraOptions | undefined;
 }
 
 /**
  * FLUX.1-Kontext's velocity: target tokens then context tokens on the sequence axis, with position ids
  * (0, row, column) and (1, row, column), text ids zero, and only the target tokens' output kept (float32).
- * The editor and the trainable policy both build through here, so rollouts see exactly the editor's model.
+ * The editor, the trainable policy and the tiny embedded model all build through here, so rollouts see exactly
+ * the editor's model and the tiny model is FLUX-Kontext's architecture.
  */
 export function buildKontextVelocity(
   g: Graph,
@@ -48,6 +64,7 @@ export function buildKontextVelocity(
   options: KontextVelocityOptions,
 ): { velocity: Tensor; lora: LoraParameter[] } {
   const { config, weights } = transformer;
+  const { targetGrid: _t, contextGrid: _c, ...transformerOptions } = options;
   const textTokens = inputs.text.shape[1]!;
   const ids = new Float32Array([
     ...imageTokenIds(options.targetGrid[0], options.targetGrid[1], 0),
@@ -69,10 +86,7 @@ export function buildKontextVelocity(
         imgIds: g.constant(ids, [ids.length / 3, 3]),
         txtIds: g.constant(new Float32Array(textTokens * 3), [textTokens, 3]),
       },
-      {
-        ...(options.dtype ? { dtype: options.dtype } : {}),
-        ...(options.lora ? { lora: options.lora } : {}),
-      },
+      transformerOptions,
     );
     lora = out.lora;
     return out.sample;

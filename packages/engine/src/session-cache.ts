@@ -1,5 +1,5 @@
-import { compile, type Device, type Graph, type Runtime, type Session, type Tensor } from "@edit-r1/engine";
-import { AdapterKitError } from "./errors.js";
+import type { Graph, Tensor } from "./graph.js";
+import { compile, type Device, type Runtime, RuntimeError, type Session } from "./runtime.js";
 
 export interface SessionCacheOptions {
   device?: Device | undefined;
@@ -20,7 +20,7 @@ export class SessionCache {
 
   get(key: string, build: () => { graph: Graph; outputs: Record<string, Tensor> }): Promise<Session> {
     if (this.closed)
-      return Promise.reject(new AdapterKitError(`session "${key}": the model was closed; load it again`));
+      return Promise.reject(new RuntimeError(`session "${key}": the model was closed; load it again`));
     let entry = this.sessions.get(key);
     if (!entry) {
       const { graph, outputs } = build();
