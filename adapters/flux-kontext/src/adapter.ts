@@ -27,8 +27,17 @@ export interface FluxKontextAdapterSettings {
  * `createFluxKontextAdapter(settings)` gives the same adapter with other defaults (e.g. for a tiny replica).
  */
 export function createFluxKontextAdapter(settings: FluxKontextAdapterSettings = {}): Adapter {
-  const model = (o: AdapterLoadOptions) => o.model ?? FLUX_KONTEXT_REPO;
-  const threads = settings.threads !== undefined ? { threads: settings.threads } : {};
+  /** What the editor and the policy take alike: the model, session settings, steps and guidance. */
+  const shared = (o: AdapterLoadOptions) => ({
+    model: o.model ?? FLUX_KONTEXT_REPO,
+    ...(settings.threads !== undefined ? { threads: settings.threads } : {}),
+    ...(settings.maxSequenceLength !== undefined ? { maxSequenceLength: settings.maxSequenceLength } : {}),
+    ...(o.device ? { device: o.device } : {}),
+    // checkAdapter admits only the declared dtypes (float32, float16).
+    ...(o.dtype ? { dtype: o.dtype as ComputeDType } : {}),
+    ...(o.steps !== undefined ? { steps: o.steps } : {}),
+    ...(o.guidance !== undefined ? { guidance: o.guidance } : {}),
+  });
   return {
     name: "flux-kontext",
     interfaceVersion: INTERFACE_VERSION,
@@ -58,19 +67,10 @@ export function createFluxKontextAdapter(settings: FluxKontextAdapterSettings = 
     loadEditor: (options = {}) => {
       const resolution = options.resolution;
       const editOptions: LoadFluxKontextOptions = {
-        model: model(options),
-        ...threads,
-        ...(settings.maxSequenceLength !== undefined
-          ? { maxSequenceLength: settings.maxSequenceLength }
-          : {}),
-        ...(options.device ? { device: options.device } : {}),
-        // checkAdapter admits only the declared dtypes (float32, float16).
-        ...(options.dtype ? { dtype: options.dtype as ComputeDType } : {}),
+        ...shared(options),
         ...(options.lora ? { lora: options.lora } : {}),
         ...(options.loraScale !== undefined ? { loraScale: options.loraScale } : {}),
         ...(options.noiseSeed !== undefined ? { seed: options.noiseSeed } : {}),
-        ...(options.steps !== undefined ? { steps: options.steps } : {}),
-        ...(options.guidance !== undefined ? { guidance: options.guidance } : {}),
         // A fixed size is both the output and the size the source is resized to, as in Edit-R1's rollouts.
         ...(resolution
           ? {
@@ -87,19 +87,10 @@ export function createFluxKontextAdapter(settings: FluxKontextAdapterSettings = 
         : settings.resolution;
       const lora = options.loraConfig ?? settings.lora;
       const policyOptions: LoadFluxKontextPolicyOptions = {
-        model: model(options),
-        ...threads,
-        ...(settings.maxSequenceLength !== undefined
-          ? { maxSequenceLength: settings.maxSequenceLength }
-          : {}),
-        ...(options.device ? { device: options.device } : {}),
-        // checkAdapter admits only the declared dtypes (float32, float16).
-        ...(options.dtype ? { dtype: options.dtype as ComputeDType } : {}),
+        ...shared(options),
         ...(options.lora ? { initialLora: options.lora } : {}),
         ...(lora ? { lora } : {}),
         ...(options.initSeed !== undefined ? { initSeed: options.initSeed } : {}),
-        ...(options.steps !== undefined ? { steps: options.steps } : {}),
-        ...(options.guidance !== undefined ? { guidance: options.guidance } : {}),
         ...(resolution ? { resolution } : {}),
       };
       return loadFluxKontextPolicy(policyOptions);

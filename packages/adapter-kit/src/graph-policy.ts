@@ -109,8 +109,6 @@ export interface GraphPolicy extends TrainablePolicy {
   readonly parameterShapes: LoraShapes;
   bucketKey(request: EditRequest): string;
   prepare(requests: readonly EditRequest[]): Promise<void>;
-  /** The bucket's GraphNftPolicyCore (its rollout and training graphs). */
-  coreFor(request: EditRequest): GraphNftPolicyCore;
   exportLora(params: ParamSet, dir: string): Promise<void>;
   dispose(): Promise<void>;
 }
@@ -129,6 +127,7 @@ export function createGraphPolicy(
 }
 
 interface Bucket {
+  key: string;
   spec: GraphBucket;
   core: GraphNftPolicyCore;
   latentSize: number;
@@ -205,13 +204,9 @@ class GraphPolicyImpl implements GraphPolicy {
     return [...this.batchBucket(requests, "sigmas").spec.sigmas];
   }
 
-  coreFor(request: EditRequest): GraphNftPolicyCore {
-    return this.bucketOf(request).core;
-  }
-
   async prepare(requests: readonly EditRequest[]): Promise<void> {
     // One request at a time: encoders are large, and their sessions run one batch each anyway.
-    for (const r of requests) await this.conditionsOf(r);
+    for (const r of requests) await this.conditionsOf(r, this.bucketOf(r));
   }
 
   velocity(requests: readonly EditRequest[], params: ParamSet): VelocityFn {
@@ -219,7 +214,7 @@ class GraphPolicyImpl implements GraphPolicy {
     // Conditions are ready after `prepare`; otherwise they are encoded on the first call.
     let fn: Promise<VelocityFn> | undefined;
     return async (x, sigma, step) => {
-      fn ??= this.conditions(requests).then((c) => bucket.core.velocity(c, params, requests.length));
+      fn ??= this.conditions(requests, bucket).then((c) => bucket.core.velocity(c, params, requests.length));
       return (await fn)(x, sigma, step);
     };
   }
@@ -239,7 +234,12 @@ class GraphPolicyImpl implements GraphPolicy {
 
   async lossAndGradients(batch: NftBatch, params: ParamSet, oldParams: ParamSet): Promise<NftStepResult> {
     const bucket = this.batchBucket(batch.requests, "lossAndGradients");
-    return bucket.core.lossAndGradients(await this.conditions(batch.requests), batch, params, oldParams);
+    return bucket.core.lossAndGradients(
+      await this.conditions(batch.requests, bucket),
+      batch,
+      params,
+      oldParams,
+    );
   }
 
   exportLora(params: ParamSet, dir: string): Promise<void> {
@@ -271,7 +271,11 @@ class GraphPolicyImpl implements GraphPolicy {
   }
 
   private bucketOf(request: EditRequest): Bucket {
-    const key = this.bucketKey(request);
+    return this.bucketFor(this.bucketKey(request), request);
+  }
+
+  /** The bucket of `key` (from `bucketKey(request)`), made on first use. */
+  private bucketFor(key: string, request: EditRequest): Bucket {
     let bucket = this.buckets.get(key);
     if (!bucket) {
       const spec = this.definition.bucket(key, request);
@@ -292,7 +296,7 @@ class GraphPolicyImpl implements GraphPolicy {
           ...(recompute ? { recompute: true } : {}),
         },
       );
-      bucket = { spec, core, latentSize: numel(spec.latentShape) };
+      bucket = { key, spec, core, latentSize: numel(spec.latentShape) };
       this.buckets.set(key, bucket);
     }
     return bucket;
@@ -306,13 +310,13 @@ class GraphPolicyImpl implements GraphPolicy {
       throw new AdapterKitError(
         `${what}: one batch spans the resolution buckets ${keys.join(", ")}; batch requests by bucketKey`,
       );
-    return this.bucketOf(requests[0]!);
+    return this.bucketFor(keys[0]!, requests[0]!);
   }
 
-  /** The batch's conditions, batch-first, each request's encoded once and cached. */
-  private async conditions(requests: readonly EditRequest[]): Promise<ConditionFeeds> {
+  /** The batch's conditions (all of `bucket`, checked), batch-first, each request's encoded once and cached. */
+  private async conditions(requests: readonly EditRequest[], bucket: Bucket): Promise<ConditionFeeds> {
     const each: Record<string, TensorData>[] = [];
-    for (const r of requests) each.push(await this.conditionsOf(r));
+    for (const r of requests) each.push(await this.conditionsOf(r, bucket));
     const out: Record<string, TensorData> = {};
     for (const name of Object.keys(each[0]!)) {
       const first = each[0]![name]!;
@@ -324,12 +328,9 @@ class GraphPolicyImpl implements GraphPolicy {
     return out;
   }
 
-  private conditionsOf(request: EditRequest): Promise<Record<string, TensorData>> {
-    const bucket = this.bucketOf(request);
+  private conditionsOf(request: EditRequest, bucket: Bucket): Promise<Record<string, TensorData>> {
     // Instruction and source identity are part of the key, so a key reused for another edit gets fresh conditions.
-    const key = [this.bucketKey(request), request.key, request.sourceKey ?? "", request.instruction].join(
-      "\u0000",
-    );
+    const key = [bucket.key, request.key, request.sourceKey ?? "", request.instruction].join("\u0000");
     let entry = this.conditionCache.get(key);
     if (entry) {
       // Most recently used last, so eviction drops the stalest.

@@ -329,8 +329,6 @@ class TrainingRun {
   private rngTrain: Rng;
   private readonly banned = new Set<string>();
   private lastCheckpoint: string | null = null;
-  /** Resolution bucket of each prompt index seen so far (the policy's bucketKey of its request). */
-  private readonly bucketOf = new Map<number, string>();
   private readonly progress: NodeJS.WritableStream | null;
 
   constructor(private readonly options: TrainOptions) {
@@ -668,13 +666,18 @@ class TrainingRun {
     }
     const out: { index: number; request: EditRequest }[] = [];
     let bucket: string | undefined;
-    for (const index of perm) {
-      const request = await prompts.get(index);
-      const key = policy.bucketKey(request);
-      this.bucketOf.set(index, key);
-      bucket ??= key;
-      if (key === bucket) out.push({ index, request });
-      if (out.length === config.promptsPerBatch) return out;
+    // Requests load m at a time (images decode concurrently), in permutation order.
+    for (let at = 0; at < perm.length; at += config.promptsPerBatch) {
+      const window = perm.slice(at, at + config.promptsPerBatch);
+      const loaded = await Promise.all(
+        window.map(async (index) => ({ index, request: await prompts.get(index) })),
+      );
+      for (const drawn of loaded) {
+        const key = policy.bucketKey(drawn.request);
+        bucket ??= key;
+        if (key === bucket) out.push(drawn);
+        if (out.length === config.promptsPerBatch) return out;
+      }
     }
     throw new PromptsExhaustedError(
       `the resolution bucket ${bucket} holds only ${out.length} unbanned prompts, fewer than promptsPerBatch = ` +
@@ -716,7 +719,7 @@ class TrainingRun {
     const size = this.config.trainBatchSize;
     const byBucket = new Map<string, number[]>();
     for (const s of order) {
-      const bucket = this.bucketOf.get(samples[s]!.promptIndex) ?? "";
+      const bucket = this.options.policy.bucketKey?.(samples[s]!.request) ?? "";
       let list = byBucket.get(bucket);
       if (!list) byBucket.set(bucket, (list = []));
       list.push(s);
