@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
@@ -238,7 +238,6 @@ export function describeAdapterContract(subject: AdapterContractSubject): void {
       if (!policy.exportLora) throw new Error(`adapter "${adapter.name}"'s policy cannot export a LoRA`);
       const theta = withRandomB(policy.initialParameters(), 4, 0.2);
       const dirs = { theta: join(tmp, "theta"), double: join(tmp, "double"), zero: join(tmp, "zero") };
-      const { mkdir } = await import("node:fs/promises");
       for (const d of Object.values(dirs)) await mkdir(d);
       await policy.exportLora(theta, dirs.theta);
       await policy.exportLora(scaleB(theta, 2), dirs.double);
