@@ -12,6 +12,11 @@ export interface FixtureClaim {
   tests: readonly string[];
   /** What the fixture holds (fixtures/README.md has the details). */
   what: string;
+  /**
+   * The repository has no case of this kind: only held-out folders (EDIT_R1_FIXTURES) bring them, and the
+   * tests check whatever cases the folder holds. Say here why there is no public case.
+   */
+  heldOutOnly?: string;
 }
 
 /** This file, from the repository root: where a new kind or key is registered. */
@@ -39,6 +44,43 @@ export const MODEL_FIXTURE_KINDS = {
     tests: ["packages/models/src/autoencoder-kl-qwen-image.test.ts"],
     what: "diffusers AutoencoderKLQwenImage on one frame: encode mean and decode",
   },
+  "qwen2_5_vl-encoder": {
+    owner: "@edit-r1/models",
+    tests: ["packages/models/src/qwen2-5-vl-encoder.test.ts"],
+    what: "transformers Qwen2_5_VLForConditionalGeneration: rope index, vision embeddings, last hidden state",
+  },
+  "clip-text-model": {
+    owner: "@edit-r1/models",
+    tests: ["packages/models/src/clip-text-model.test.ts"],
+    what: "transformers CLIPTextModel: last hidden state and pooled output",
+  },
+  "t5-encoder": {
+    owner: "@edit-r1/models",
+    tests: ["packages/models/src/t5-encoder.test.ts"],
+    what: "transformers T5EncoderModel with and without the attention mask",
+  },
+  "flux-kontext-pipeline": {
+    owner: "@edit-r1/adapter-flux-kontext",
+    tests: ["adapters/flux-kontext/src/flux-kontext-pipeline.test.ts", "packages/models/src/pil-resample.test.ts"],
+    what: "diffusers FluxKontextPipeline end to end on tiny components",
+  },
+  "qwenimage-edit-pipeline": {
+    owner: "@edit-r1/adapter-qwen-image-edit",
+    tests: [
+      "adapters/qwen-image-edit/src/qwen-image-edit-pipeline.test.ts",
+      "packages/models/src/pil-resample.test.ts",
+    ],
+    what: "diffusers QwenImageEditPipeline end to end on tiny components",
+  },
+  "qwenimage-edit-plus-pipeline": {
+    owner: "@edit-r1/adapter-qwen-image-edit",
+    tests: [
+      "adapters/qwen-image-edit/src/qwen-image-edit-pipeline.test.ts",
+      "packages/models/src/pil-resample.test.ts",
+    ],
+    what: "diffusers QwenImageEditPlusPipeline (several source images) end to end on tiny components",
+    heldOutOnly: "the shared reference fixtures hold no Plus case; held-out folders bring them",
+  },
 } as const satisfies Record<string, FixtureClaim>;
 
 export type ModelFixtureKind = keyof typeof MODEL_FIXTURE_KINDS;
@@ -61,6 +103,8 @@ export const NON_FIXTURE_ENTRIES: Readonly<Record<string, string>> = {
   "README.md": "what the fixtures are and how tests use them",
   "algorithms.json": "the algorithm fixtures (keys in ALGORITHM_KEYS)",
   images: "sample photographs for tests and examples (images/README.md lists their licences)",
+  "qwen2_5_vl-processor.json":
+    "Qwen2-VL image processor cases (smart_resize, patch rows), checked by packages/models/src/qwen2-vl-processor.test.ts",
 };
 
 export const isModelFixtureKind = (kind: string): kind is ModelFixtureKind =>

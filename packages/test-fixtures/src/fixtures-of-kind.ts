@@ -7,7 +7,7 @@ import {
   type ModelFixtureKind,
   REGISTRY_FILE,
 } from "./fixture-registry.js";
-import { fixturesRoot } from "./fixtures-root.js";
+import { fixturesRoot, repositoryRoot } from "./fixtures-root.js";
 import { type Float32Tensors, readAllFloat32 } from "./read-all-float32.js";
 
 /** A model fixture folder (see fixtures/README.md): meta.json, weights.safetensors, io.safetensors. */
@@ -32,11 +32,20 @@ export function readJsonFile(path: string): unknown {
 }
 
 /**
- * Every folder directly under `root` (default `fixturesRoot()`) whose meta.json has `kind`, sorted by name.
+ * Every folder directly under `root` whose meta.json has `kind`, sorted by name. Without `root`: those of the
+ * folder in use (`fixturesRoot()`); a held-out folder (EDIT_R1_FIXTURES) that holds no case of `kind` gives
+ * the repository's own, so every kind's tests check something in a held-out run.
  * Throws a FixtureError when `kind` is not registered in MODEL_FIXTURE_KINDS, so a test cannot ask for a
  * kind nobody audits (and silently find none).
  */
-export function fixturesOfKind(kind: ModelFixtureKind, root: string = fixturesRoot()): ModelFixture[] {
+export function fixturesOfKind(kind: ModelFixtureKind, root?: string): ModelFixture[] {
+  if (root !== undefined) return fixturesIn(kind, root);
+  const inUse = fixturesIn(kind, fixturesRoot());
+  const own = join(repositoryRoot(), "fixtures");
+  return inUse.length > 0 || fixturesRoot() === own ? inUse : fixturesIn(kind, own);
+}
+
+function fixturesIn(kind: ModelFixtureKind, root: string): ModelFixture[] {
   if (!isModelFixtureKind(kind)) {
     throw new FixtureError(
       `fixture kind "${kind}" is not registered: add it to MODEL_FIXTURE_KINDS in ${REGISTRY_FILE} ` +
