@@ -43,6 +43,7 @@ export {
 } from "./kontext-velocity.js";
 export { EDIT_R1_LORA_TARGETS, type LoraOptions, type LoraParameter } from "./lora.js";
 export { ModelConfigError } from "./model-config-error.js";
+export { type PilResampleFilter, type RgbImageU8, resamplePil } from "./pil-resample.js";
 export { parseQwenImageTransformerConfig, type QwenImageTransformerConfig } from "./qwen-image-config.js";
 export {
   buildQwenImageTransformer,
