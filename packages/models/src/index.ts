@@ -55,6 +55,16 @@ export {
   qwenImageRopeIds,
   qwenImageTransformerInputs,
 } from "./qwen-image-transformer.js";
+export {
+  parseQwen2VLProcessorConfig,
+  type Qwen2VLPatches,
+  type Qwen2VLProcessorConfig,
+  Qwen2VLProcessorError,
+  qwen2VLPixelValues,
+  qwen2VLResizeAndPatch,
+  type SmartResizeOptions,
+  smartResize,
+} from "./qwen2-vl-processor.js";
 export { openSafetensorsWeights, safetensorsWeightSource } from "./safetensors-weights.js";
 export { buildT5Encoder, type T5EncoderOptions, t5RelativePositionBuckets } from "./t5-encoder.js";
 export { parseT5EncoderConfig, type T5EncoderConfig } from "./t5-encoder-config.js";
