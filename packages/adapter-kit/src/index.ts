@@ -8,6 +8,7 @@ export {
   type VelocityLora,
 } from "./graph-policy.js";
 export { packLatents, unpackLatents } from "./latent-packing.js";
+export { checkLoraCoverage } from "./lora-coverage.js";
 export {
   LORA_CONFIG_FILE,
   LORA_WEIGHTS_FILE,
@@ -25,4 +26,10 @@ export {
   loraModules,
   loraParameters,
 } from "./lora-params.js";
+export {
+  checkRgbImage,
+  imageToTensor,
+  resizeLikeDiffusers,
+  tensorToImage,
+} from "./pipeline-images.js";
 export { batchNoise, requestNoise } from "./request-noise.js";
