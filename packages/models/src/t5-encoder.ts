@@ -9,7 +9,16 @@ export interface T5EncoderOptions {
   dtype?: ComputeDType;
   /** Module-path prefix of the nodes. */
   scope?: string;
+  /**
+   * `attention_mask` [B, L] (any numeric dtype): 1 = token (EOS included), 0 = padding, as transformers'
+   * T5EncoderModel takes it; padded keys are dropped from every query's attention (the padded positions still
+   * get states). Omit it for FLUX, whose pipeline calls T5 without a mask, so pads take part.
+   */
+  attentionMask?: Tensor;
 }
+
+// Added to the scores of padded keys; exp(−1e9 + s) is exactly 0 in fp32, as transformers' finfo.min is.
+const MASKED = -1e9;
 
 /**
  * transformers' T5EncoderModel forward as a graph: token embedding, pre-RMS-norm blocks of unscaled self-
@@ -17,8 +26,8 @@ export interface T5EncoderOptions {
  * then the final RMS norm. Keys as transformers saves them (`shared.weight` or `encoder.embed_tokens.weight`,
  * `encoder.block.{i}.layer.{0,1}.…`, `encoder.final_layer_norm.weight`).
  *
- * `inputIds` is [B, L] int64. There is no attention mask: FLUX passes none, so padding tokens take part.
- * Returns `last_hidden_state` [B, L, d_model].
+ * `inputIds` is [B, L] int64. Without `options.attentionMask` (as FLUX calls it) padding tokens take part;
+ * with it, padded keys are masked out. Returns `last_hidden_state` [B, L, d_model].
  */
 export function buildT5Encoder(
   g: Graph,
@@ -34,7 +43,13 @@ export function buildT5Encoder(
       `buildT5Encoder: input_ids must be int64 [B, L], got ${inputIds.dtype} [${inputIds.shape.join(",")}]`,
     );
   }
-  const length = inputIds.shape[1]!;
+  const [batch, length] = inputIds.shape as [number, number];
+  const mask = options.attentionMask;
+  if (mask && (mask.rank !== 2 || mask.shape[0] !== batch || mask.shape[1] !== length)) {
+    throw new GraphError(
+      `buildT5Encoder: attention_mask must be [${batch}, ${length}] like input_ids, got [${mask.shape.join(",")}]`,
+    );
+  }
   const build = () => {
     const embedKey = ["shared.weight", "encoder.embed_tokens.weight"].find((k) => bound.has(k));
     if (!embedKey) {
@@ -46,7 +61,8 @@ export function buildT5Encoder(
     }
     const embed = bound.get(embedKey, [config.vocabSize, config.dModel]);
     let h = ops.gather(embed, inputIds, 0);
-    const bias = g.scope("position_bias", () => positionBias(ctx, config, length));
+    const positions = g.scope("position_bias", () => positionBias(ctx, config, length));
+    const bias = mask ? g.scope("attention_mask", () => maskedBias(positions, mask)) : positions;
     for (let i = 0; i < config.numLayers; i++) {
       h = g.scope(`encoder.block.${i}`, () => block(ctx, config, `encoder.block.${i}`, h, bias));
     }
@@ -107,6 +123,17 @@ function positionBias(ctx: ModuleContext, config: T5EncoderConfig, length: numbe
   );
   const values = ops.gather(table, idx, 0); // [L, L, heads]
   return ops.reshape(ops.transpose(values, [2, 0, 1]), [1, config.numHeads, length, length]);
+}
+
+/**
+ * The position bias [1, H, L, L] plus the key mask [B, 1, 1, L] (0 for tokens, −1e9 for padding), as
+ * transformers adds the extended attention mask to the position bias: [B, H, L, L].
+ */
+function maskedBias(positions: Tensor, mask: Tensor): Tensor {
+  const [batch, length] = mask.shape as [number, number];
+  const m = ops.cast(mask, "float32");
+  const additive = ops.reshape(ops.mul(ops.sub(1, m), MASKED), [batch, 1, 1, length]);
+  return ops.add(positions, ops.cast(additive, positions.dtype));
 }
 
 function block(ctx: ModuleContext, config: T5EncoderConfig, name: string, h: Tensor, bias: Tensor): Tensor {
