@@ -318,7 +318,7 @@ export class QwenImageEditEditor implements Editor {
   /** The sizes of the output, the VAE images and the VLM images for these sources. */
   sizesOf(sources: readonly RgbImage[]) {
     if (sources.length === 0) throw new QwenImageEditError("an edit needs at least one source image");
-    sources.forEach((s, i) => checkRgbImage(s, `source image ${i + 1}`));
+    for (const [i, source] of sources.entries()) checkRgbImage(source, `source image ${i + 1}`);
     const s = this.settings;
     return qwenImageEditSizes(
       this.model.variant,

@@ -174,9 +174,10 @@ describe.each(cases)("%s", (_name, fixture) => {
       });
       const sigmas = tensor(io, "out.sigmas").data;
       expect(prepared.sigmas.length).toBe(sigmas.length);
-      prepared.sigmas.forEach((s, i) => expect(s).toBeCloseTo(sigmas[i]!, 6));
+      for (const [i, s] of prepared.sigmas.entries()) expect(s).toBeCloseTo(sigmas[i]!, 6);
       const timesteps = tensor(io, "out.timesteps").data;
-      timesteps.forEach((t, i) => expect(Math.fround(prepared.sigmas[i]! * 1000)).toBeCloseTo(t, 3));
+      for (const [i, t] of timesteps.entries())
+        expect(Math.fround(prepared.sigmas[i]! * 1000)).toBeCloseTo(t, 3);
 
       // Step by step: feed our own latents forward (errors do not get reset), record each velocity.
       const velocities: Float32Array[] = [];

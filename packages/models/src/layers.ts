@@ -158,6 +158,39 @@ export function adaLayerNormContinuous(ctx: ModuleContext, name: string, x: Tens
   return modulate(layerNorm(x, EPS), shift!, scale!);
 }
 
+/**
+ * Qwen-Image-Edit-2511's `zero_cond_t`: the image stream's condition tokens are modulated with the embedding of
+ * t = 0 while the target tokens (and the text stream) use the real t.
+ */
+export interface ConditionTemb {
+  /** SiLU(temb(0)) [B, D]. */
+  tembAct: Tensor;
+  /** [1, N, 1]: 1 for a target token, 0 for a condition token. */
+  isTarget: Tensor;
+}
+
+/**
+ * The block's six image modulations with `zero_cond_t`: one Linear over SiLU(temb) of both timesteps (as
+ * diffusers batches them), then each token takes its row: target tokens t, condition tokens 0.
+ */
+function perTokenModulation(
+  ctx: ModuleContext,
+  name: string,
+  tembAct: Tensor,
+  condition: ConditionTemb,
+  width: number,
+): Tensor[] {
+  const batch = tembAct.shape[0]!;
+  const both = modulation(ctx, name, ops.concat([tembAct, condition.tembAct], 0), width, 6);
+  const notTarget = ops.sub(1, condition.isTarget);
+  return both.map((m) => {
+    const atT = ops.slice(m, [0], [batch], [0]);
+    const atZero = ops.slice(m, [batch], [2 * batch], [0]);
+    // Exact selection: each product is by 1 or 0.
+    return ops.add(ops.mul(atT, condition.isTarget), ops.mul(atZero, notTarget));
+  });
+}
+
 /** Module names (below the block's own name) that differ between FLUX's and Qwen-Image's double-stream blocks. */
 export interface DoubleStreamKeys {
   /** The image stream's modulation Linear: FLUX `norm1.linear`, Qwen-Image `img_mod.1`. */
@@ -187,17 +220,14 @@ export function doubleStreamBlock(
   tembAct: Tensor,
   rope: RotaryTables,
   mask?: Tensor,
+  conditionTemb?: ConditionTemb,
 ): [Tensor, Tensor] {
   return x.graph.scope(name, () => {
     const inner = x.shape[2]!;
     const textTokens = c.shape[1]!;
-    const [shiftX, scaleX, gateX, shiftX2, scaleX2, gateX2] = modulation(
-      ctx,
-      `${name}.${keys.imageModulation}`,
-      tembAct,
-      inner,
-      6,
-    );
+    const [shiftX, scaleX, gateX, shiftX2, scaleX2, gateX2] = conditionTemb
+      ? perTokenModulation(ctx, `${name}.${keys.imageModulation}`, tembAct, conditionTemb, inner)
+      : modulation(ctx, `${name}.${keys.imageModulation}`, tembAct, inner, 6);
     const [shiftC, scaleC, gateC, shiftC2, scaleC2, gateC2] = modulation(
       ctx,
       `${name}.${keys.textModulation}`,

@@ -14,6 +14,11 @@ export interface QwenImageTransformerConfig {
   /** Width of the text-encoder hidden states (3584 for Qwen2.5-VL-7B). */
   jointAttentionDim: number;
   axesDimsRope: [number, number, number];
+  /**
+   * Edit-2511's `zero_cond_t`: the source images' tokens are modulated with the timestep embedding of t = 0,
+   * the noisy target's (and the text's) with the real t.
+   */
+  zeroCondT: boolean;
 }
 
 const DEFAULTS: Record<string, unknown> = {
@@ -31,9 +36,9 @@ const DEFAULTS: Record<string, unknown> = {
   use_layer3d_rope: false,
 };
 
-// Flags of later releases (Edit-2511 and layered variants) that change the forward pass; this builder
-// implements Qwen-Image, -Edit and -Edit-2509, where all of them are false.
-const UNSUPPORTED_FLAGS = ["guidance_embeds", "zero_cond_t", "use_additional_t_cond", "use_layer3d_rope"];
+// Flags of other releases (guidance-distilled and layered variants) that change the forward pass; this builder
+// implements Qwen-Image, -Edit, -Edit-2509 and -Edit-2511 (zero_cond_t), where these are false.
+const UNSUPPORTED_FLAGS = ["guidance_embeds", "use_additional_t_cond", "use_layer3d_rope"];
 
 /** Reads a diffusers config.json object, filling diffusers' defaults; `source` names the file in errors. */
 export function parseQwenImageTransformerConfig(
@@ -45,7 +50,7 @@ export function parseQwenImageTransformerConfig(
     if (get(flag)) {
       throw new ModelConfigError(
         `${source}: "${flag}" is ${JSON.stringify(get(flag))}; the Qwen-Image builder supports Qwen-Image, ` +
-          "-Edit and -Edit-2509, whose configs have it false (Edit-2511's zero_cond_t is not implemented).",
+          "-Edit, -Edit-2509 and -Edit-2511, whose configs have it false.",
       );
     }
   }
@@ -63,5 +68,6 @@ export function parseQwenImageTransformerConfig(
     numAttentionHeads: int("num_attention_heads"),
     jointAttentionDim: int("joint_attention_dim"),
     axesDimsRope: axes,
+    zeroCondT: get("zero_cond_t") === true,
   };
 }

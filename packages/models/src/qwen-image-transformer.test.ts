@@ -75,11 +75,13 @@ it("places MSRoPE positions like diffusers' QwenEmbedRope (centred rows/columns,
   ]);
 });
 
-it("parses the diffusers config and refuses the Edit-2511 flags", () => {
+it("parses the diffusers config, Edit-2511's zero_cond_t included, and refuses the other variants' flags", () => {
   const c = parseQwenImageTransformerConfig({});
   expect(c).toMatchObject({ inChannels: 64, outChannels: 16, numLayers: 60, jointAttentionDim: 3584 });
-  expect(() => parseQwenImageTransformerConfig({ zero_cond_t: true }, "t/config.json")).toThrow(
-    /t\/config\.json: "zero_cond_t" is true/,
+  expect(c.zeroCondT).toBe(false);
+  expect(parseQwenImageTransformerConfig({ zero_cond_t: true }).zeroCondT).toBe(true);
+  expect(() => parseQwenImageTransformerConfig({ use_layer3d_rope: true }, "t/config.json")).toThrow(
+    /t\/config\.json: "use_layer3d_rope" is true/,
   );
   expect(() => parseQwenImageTransformerConfig({ axes_dims_rope: [16, 56, 50] })).toThrow(ModelConfigError);
 });
@@ -191,6 +193,44 @@ describe.each(fixtures.map((f) => [f.name, f] as const))(
       }
       console.log(`${fixture.name}: relative L2 of deliberate mistakes`, errors);
       for (const e of Object.values(errors)) expect(e).toBeGreaterThan(1e-2);
+    });
+
+    it("zero_cond_t (Edit-2511): equals the plain model at t = 0 and on target-only input, differs on sources at t > 0", () => {
+      // No fixture exists for Edit-2511; these check the plumbing: the condition tokens' modulation comes from
+      // temb(0), so where every token would get temb(t) anyway the outputs must be equal, and not elsewhere.
+      const zero = { ...config, zeroCondT: true };
+      const weights = inMemory(fp32);
+      const runWith = (cfg: typeof config, shapes: QwenImageShape[], timestep?: Float32Array) => {
+        const g = new Graph("qwen_zero_cond");
+        const inputs = qwenImageTransformerInputs(g, cfg, {
+          batch: batch(),
+          imgShapes: shapes,
+          textTokens: textTokens(),
+          mask: true,
+        });
+        const { sample } = buildQwenImageTransformer(g, cfg, weights, inputs);
+        const tokens = shapes.reduce((n, [f, h, w]) => n + f * h * w, 0);
+        const hs = io.get("in.hidden_states")!;
+        const width = hs.shape[2]!;
+        const rows = hs.shape[1]!;
+        // The fixture's tokens, cut to `tokens` per sample.
+        const cut = new Float32Array(batch() * tokens * width);
+        for (let b = 0; b < batch(); b++)
+          cut.set(hs.data.subarray(b * rows * width, (b * rows + tokens) * width), b * tokens * width);
+        const [out] = evaluate(g, feeds({ hidden_states: cut, ...(timestep ? { timestep } : {}) }), [sample]);
+        return out!;
+      };
+      const targetOnly = [imgShapes[0]!];
+      expect(maxAbsDiff(runWith(zero, targetOnly), runWith(config, targetOnly))).toBe(0);
+      const t0 = new Float32Array(batch());
+      expect(relativeL2(runWith(zero, imgShapes, t0), runWith(config, imgShapes, t0))).toBeLessThan(1e-12);
+      if (imgShapes.length > 1) {
+        const moved = relativeL2(runWith(zero, imgShapes), runWith(config, imgShapes));
+        console.log(
+          `${fixture.name}: zero_cond_t vs plain with sources at t > 0: relative L2 ${moved.toExponential(2)}`,
+        );
+        expect(moved).toBeGreaterThan(1e-3);
+      }
     });
 
     it("masks padded text keys: padding appended behind a mask changes nothing, unmasked it does", () => {

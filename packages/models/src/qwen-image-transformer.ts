@@ -3,6 +3,7 @@ import { fluxRotaryEmbedding, timestepEmbedding, timestepFeatures } from "./embe
 import type { ComputeDType, GraphWeights } from "./graph-weights.js";
 import {
   adaLayerNormContinuous,
+  type ConditionTemb,
   type DoubleStreamKeys,
   doubleStreamBlock,
   headShape,
@@ -114,6 +115,8 @@ function forward(
   });
   // Every modulation (img_mod.0, txt_mod.0, norm_out) reads SiLU(temb); compute it once.
   const tembAct = nn.silu(temb);
+  // zero_cond_t (Edit-2511): the source images' tokens take their image modulation from temb(0) instead.
+  const conditionTemb = config.zeroCondT ? zeroTimestepCondition(ctx, inputs, inner) : undefined;
   const rope = g.scope("pos_embed", () => {
     const ids = qwenImageRopeIds(inputs.imgShapes, textTokens);
     // Text first, matching the [text, image] order of the joint sequence. Rotary runs per token, so one table
@@ -129,10 +132,36 @@ function forward(
 
   for (let i = 0; i < config.numLayers; i++) {
     const name = `transformer_blocks.${i}`;
-    [x, c] = region(() => doubleStreamBlock(ctx, heads, name, DOUBLE_STREAM_KEYS, x, c, tembAct, rope, mask));
+    [x, c] = region(() =>
+      doubleStreamBlock(ctx, heads, name, DOUBLE_STREAM_KEYS, x, c, tembAct, rope, mask, conditionTemb),
+    );
   }
   x = adaLayerNormContinuous(ctx, "norm_out", x, tembAct);
   return linear(ctx, "proj_out", x, config.patchSize * config.patchSize * config.outChannels);
+}
+
+/**
+ * SiLU(temb(0)) and the target-token selector of `zero_cond_t`: diffusers embeds `cat([t, t·0])` and gives the
+ * first prod(img_shapes[0]) tokens index 0 (t), the rest index 1 (zero).
+ */
+function zeroTimestepCondition(
+  ctx: ModuleContext,
+  inputs: QwenImageTransformerInputs,
+  inner: number,
+): ConditionTemb {
+  const g = inputs.hiddenStates.graph;
+  const tokens = inputs.hiddenStates.shape[1]!;
+  const [f, h, w] = inputs.imgShapes[0]!;
+  const target = f * h * w;
+  const temb0 = g.scope("time_text_embed_zero", () => {
+    const features = timestepFeatures(ops.mul(inputs.timestep, 0), ctx.weights.dtype, "angles");
+    return timestepEmbedding(ctx, "time_text_embed.timestep_embedder", features, inner);
+  });
+  const isTarget = new Float32Array(tokens).fill(1, 0, target);
+  return {
+    tembAct: nn.silu(temb0),
+    isTarget: ops.cast(g.constant(isTarget, [1, tokens, 1]), ctx.weights.dtype),
+  };
 }
 
 /** Additive mask [B, 1, 1, L + N] over the keys of the joint [text, image] sequence: padded text → −1e9. */
