@@ -23,7 +23,7 @@ import { type Device, Graph, ops, type Session, SessionCache, type Tensor } from
 import {
   buildAutoencoderKLQwenImageDecoder,
   buildAutoencoderKLQwenImageEncoder,
-  buildQwenImageTransformer,
+  buildQwenImageEditVelocity,
   type ComputeDType,
   type QwenImageShape,
 } from "@edit-r1/models";
@@ -418,35 +418,23 @@ export class QwenImageEditEditor implements Editor {
    * transformer with img_shapes [target, ...sources]; only the target tokens' output is kept.
    */
   private transformerGraph(shapes: readonly QwenImageShape[], textTokens: number, masked: boolean) {
-    const { config, weights } = this.model.transformer;
+    const { config } = this.model.transformer;
     const g = new Graph("qwen_image_edit_velocity");
-    const tokens = shapes.map(([f, h, w]) => f * h * w);
-    const target = tokens[0]!;
-    const sourceTokens = tokens.slice(1).reduce((a, b) => a + b, 0);
-    const latents = g.input("latents", "float32", [1, target, config.inChannels]);
-    const hidden =
-      sourceTokens > 0
-        ? ops.concat([latents, g.input("image_latents", "float32", [1, sourceTokens, config.inChannels])], 1)
-        : latents;
+    const [target, ...sources] = shapes.map(([f, h, w]) => f * h * w);
+    const sourceTokens = sources.reduce((a, b) => a + b, 0);
     const lora = this.options.lora;
-    const { sample, lora: factors } = buildQwenImageTransformer(
+    const { velocity, lora: factors } = buildQwenImageEditVelocity(
       g,
-      config,
-      weights,
+      this.model.transformer,
       {
-        hiddenStates: hidden,
-        encoderHiddenStates: g.input("encoder_hidden_states", "float32", [
-          1,
-          textTokens,
-          config.jointAttentionDim,
-        ]),
-        encoderHiddenStatesMask: masked
-          ? g.input("encoder_hidden_states_mask", "float32", [1, textTokens])
-          : undefined,
+        latents: g.input("latents", "float32", [1, target!, config.inChannels]),
+        sources: g.input("image_latents", "float32", [1, sourceTokens, config.inChannels]),
+        text: g.input("encoder_hidden_states", "float32", [1, textTokens, config.jointAttentionDim]),
+        textMask: masked ? g.input("encoder_hidden_states_mask", "float32", [1, textTokens]) : undefined,
         timestep: g.input("timestep", "float32", [1]),
-        imgShapes: shapes,
       },
       {
+        imgShapes: shapes,
         dtype: this.options.dtype,
         lora: lora
           ? {
@@ -459,10 +447,6 @@ export class QwenImageEditEditor implements Editor {
       },
     );
     if (lora) checkLoraCoverage(lora, new Set(factors.map((p) => p.key)), "Qwen-Image");
-    const velocity =
-      sourceTokens > 0
-        ? ops.slice(ops.cast(sample, "float32"), [0], [target], [1])
-        : ops.cast(sample, "float32");
     return { g, outputs: { velocity } };
   }
 

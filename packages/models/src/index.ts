@@ -46,6 +46,11 @@ export { ModelConfigError } from "./model-config-error.js";
 export { type PilResampleFilter, type RgbImageU8, resamplePil } from "./pil-resample.js";
 export { parseQwenImageTransformerConfig, type QwenImageTransformerConfig } from "./qwen-image-config.js";
 export {
+  buildQwenImageEditVelocity,
+  type QwenImageEditVelocityInputs,
+  type QwenImageEditVelocityOptions,
+} from "./qwen-image-edit-velocity.js";
+export {
   buildQwenImageTransformer,
   type QwenImageInputSizes,
   type QwenImageShape,
