@@ -1,4 +1,24 @@
 export {
+  adapter,
+  createQwenImageEditAdapter,
+  QWEN_IMAGE_EDIT_REPO,
+  type QwenImageEditAdapterSettings,
+} from "./adapter.js";
+export {
+  calculateDimensions,
+  PIPELINE_AREAS,
+  type QwenImageEditAreas,
+  type QwenImageEditSizes,
+  qwenImageEditSizes,
+} from "./image-sizes.js";
+export {
+  type EditImageOptions,
+  editImage,
+  type LoadQwenImageEditOptions,
+  loadQwenImageEdit,
+  qwenImageEditSettings,
+} from "./load.js";
+export {
   type EncodedQwenEditPrompt,
   encodeQwenEditPrompt,
   QWEN_EDIT_DROP_FIRST,
@@ -10,3 +30,29 @@ export {
   type QwenEditPromptVariant,
   qwenEditPromptText,
 } from "./prompt.js";
+export {
+  guide,
+  type PreparedQwenEdit,
+  type PromptEncoder,
+  QWEN_EDIT_BENCHMARK_SETTINGS,
+  QWEN_EDIT_PIPELINE_SETTINGS,
+  QWEN_EDIT_ROLLOUT_SETTINGS,
+  QwenImageEditEditor,
+  type QwenImageEditEditorOptions,
+  type QwenImageEditSettings,
+  type SourceLatents,
+  type TextCondition,
+} from "./qwen-image-edit-editor.js";
+export { QwenImageEditError } from "./qwen-image-edit-error.js";
+export {
+  openQwenImageEditModel,
+  type QwenImageEditModel,
+  type QwenImageEditVariant,
+  type QwenTextEncoder,
+} from "./qwen-image-edit-model.js";
+export {
+  type LoadQwenImageEditPolicyOptions,
+  loadQwenImageEditPolicy,
+  type QwenImageEditPolicy,
+} from "./qwen-image-edit-policy.js";
+export { QwenPromptEncoder } from "./qwen-prompt-encoder.js";

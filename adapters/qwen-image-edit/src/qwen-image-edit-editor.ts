@@ -236,19 +236,13 @@ export class QwenImageEditEditor implements Editor {
           "use Qwen-Image-Edit-2509 or -2511 for several",
       );
     }
-    if (!this.prompts) {
-      throw new QwenImageEditError(
-        "this editor has no prompt encoder (load it with loadQwenImageEdit); or give prompt embeddings to prepareFromEmbeddings",
-      );
-    }
     const sizes = this.sizesOf(sources);
     const condition = sources.map((s, i) =>
       resizeLikeDiffusers(s, sizes.condition[i]!.width, sizes.condition[i]!.height),
     );
     const s = this.settings;
-    const prompt = await this.prompts.encode(request.instruction, condition, s.textBucket);
-    const cfg = s.trueCfgScale > 1;
-    const negative = cfg ? await this.prompts.encode(s.negativePrompt, condition, s.textBucket) : undefined;
+    const prompt = await this.encodePrompt(request.instruction, condition);
+    const negative = s.trueCfgScale > 1 ? await this.encodePrompt(s.negativePrompt, condition) : undefined;
     const channels = this.model.vae.config.zDim;
     const h = sizes.output.height / this.vaeScale;
     const w = sizes.output.width / this.vaeScale;
@@ -259,6 +253,19 @@ export class QwenImageEditEditor implements Editor {
       w,
     );
     return this.prepareFromEmbeddings({ sources, prompt, negative, noise });
+  }
+
+  /**
+   * A prompt's text condition: the edit template with `images` (already at their VLM size) through Qwen2.5-VL,
+   * without the system block, padded with a mask to a multiple of `textBucket` rows.
+   */
+  encodePrompt(prompt: string, images: readonly RgbImage[]): Promise<TextCondition> {
+    if (!this.prompts) {
+      throw new QwenImageEditError(
+        "this editor has no prompt encoder (load it with loadQwenImageEdit), or give prompt embeddings to prepareFromEmbeddings",
+      );
+    }
+    return this.prompts.encode(prompt, images, this.settings.textBucket);
   }
 
   /**

@@ -1,0 +1,125 @@
+import type { Adapter, AdapterLoadOptions } from "@edit-r1/core";
+import { INTERFACE_VERSION } from "@edit-r1/core";
+import { type ComputeDType, EDIT_R1_LORA_TARGETS } from "@edit-r1/models";
+import { type LoadQwenImageEditOptions, loadQwenImageEdit } from "./load.js";
+import { QwenImageEditError } from "./qwen-image-edit-error.js";
+import { type LoadQwenImageEditPolicyOptions, loadQwenImageEditPolicy } from "./qwen-image-edit-policy.js";
+
+/** The Hub repository loaded when no --model is given: the paper's base model. */
+export const QWEN_IMAGE_EDIT_REPO = "Qwen/Qwen-Image-Edit-2509";
+
+/** Settings of the Qwen-Image-Edit adapter beyond core's load options (tests and small replicas use them). */
+export interface QwenImageEditAdapterSettings {
+  /** onnxruntime intra-op threads per session. */
+  threads?: number;
+  /** The training LoRA when no loraConfig is given (default r 32, α 64 on the Edit-R1 targets). */
+  lora?: { rank?: number; alpha?: number };
+  /** The rollout bucket when no resolution is given (default 512×512). */
+  resolution?: { width: number; height: number };
+  /** Training: the area sources are VAE-encoded at (default 512²) and shown to the VLM at (default 384²). */
+  vaeImageArea?: number;
+  conditionImageArea?: number;
+  /** Training: text-condition rows per sample (default 256). */
+  maxTextTokens?: number;
+}
+
+/**
+ * Qwen-Image-Edit (v1, 2509, 2511; the variant comes from the checkpoint's model_index.json) as a core Adapter:
+ * what `edit-r1 edit|bench|train --adapter qwen-image-edit` loads.
+ */
+export function createQwenImageEditAdapter(settings: QwenImageEditAdapterSettings = {}): Adapter {
+  const shared = (o: AdapterLoadOptions) => ({
+    model: o.model ?? QWEN_IMAGE_EDIT_REPO,
+    ...(settings.threads !== undefined ? { threads: settings.threads } : {}),
+    ...(o.device ? { device: o.device } : {}),
+    // checkAdapter admits only the declared dtypes (float32, float16).
+    ...(o.dtype ? { dtype: o.dtype as ComputeDType } : {}),
+    ...(o.steps !== undefined ? { steps: o.steps } : {}),
+  });
+  return {
+    name: "qwen-image-edit",
+    interfaceVersion: INTERFACE_VERSION,
+    capabilities: {
+      guidance: "cfg",
+      // Any size: diffusers resizes sources to the output area itself (sides multiples of 16 for training).
+      resolutions: "any",
+      // QwenImageEditPlusPipeline (2509, 2511) takes several images; v1 one (the editor refuses more).
+      maxSourceImages: 3,
+      loraTargets: EDIT_R1_LORA_TARGETS,
+      dtypes: ["float32", "float16"],
+      devices: ["cpu", "cuda"],
+      trainable: true,
+    },
+    cli: {
+      description: "Qwen-Image-Edit v1 / 2509 / 2511 (20B MMDiT, Qwen2.5-VL-7B encoder, true CFG)",
+      defaultRepo: QWEN_IMAGE_EDIT_REPO,
+      downloadPatterns: [
+        "model_index.json",
+        "transformer/*",
+        "vae/*",
+        "text_encoder/*",
+        "processor/*",
+        "tokenizer/*",
+        "scheduler/*",
+      ],
+    },
+    loadEditor: (options = {}) => {
+      const resolution = options.resolution;
+      const editOptions: LoadQwenImageEditOptions = {
+        ...shared(options),
+        ...(options.guidance !== undefined ? { trueCfgScale: options.guidance } : {}),
+        ...(options.lora ? { lora: options.lora } : {}),
+        ...(options.loraScale !== undefined ? { loraScale: options.loraScale } : {}),
+        ...(options.noiseSeed !== undefined ? { seed: options.noiseSeed } : {}),
+        ...(resolution ? { outputSize: { width: resolution[0], height: resolution[1] } } : {}),
+      };
+      return loadQwenImageEdit(editOptions);
+    },
+    loadPolicy: (options = {}) => {
+      if (options.guidance !== undefined && options.guidance > 1) {
+        // Edit-R1 rolls out without CFG (DiffusionNFT is CFG-free); the policy has no negative branch.
+        throw new QwenImageEditError(
+          `qwen-image-edit trains without true CFG (Edit-R1's rollouts use true_cfg_scale 1); got guidance ${options.guidance}`,
+        );
+      }
+      const resolution = options.resolution
+        ? { width: options.resolution[0], height: options.resolution[1] }
+        : settings.resolution;
+      const lora = options.loraConfig ?? settings.lora;
+      const policyOptions: LoadQwenImageEditPolicyOptions = {
+        ...shared(options),
+        ...(options.lora ? { initialLora: options.lora } : {}),
+        ...(lora ? { lora } : {}),
+        ...(options.initSeed !== undefined ? { initSeed: options.initSeed } : {}),
+        ...(resolution ? { resolution } : {}),
+        ...(settings.vaeImageArea !== undefined ? { vaeImageArea: settings.vaeImageArea } : {}),
+        ...(settings.conditionImageArea !== undefined
+          ? { conditionImageArea: settings.conditionImageArea }
+          : {}),
+        ...(settings.maxTextTokens !== undefined ? { maxTextTokens: settings.maxTextTokens } : {}),
+      };
+      return loadQwenImageEditPolicy(policyOptions);
+    },
+    trainDefaults: {
+      // Edit-R1's Qwen-2509 run (reference/algorithm.md §2.3) rolls out 24 prompts × K = 12 per epoch on 48 GPUs,
+      // 3 samples per GPU batch, one optimizer step per epoch. One process keeps K = 12 and the micro-batch of 3,
+      // and draws 2 × 2 = 4 prompts (48 rollouts) per step. The Qwen config bans low-variance prompts
+      // (qwen_mllm_reward: ban_prompt True), so the filter is on.
+      config: {
+        steps: 100,
+        promptsPerBatch: 2,
+        groupSize: 12,
+        rolloutBatches: 2,
+        trainBatchSize: 3,
+        filter: { enabled: true, banPrompts: true },
+        checkpointEvery: 10,
+        sampleGridEvery: 10,
+      },
+      reward: "mllm",
+      sampler: "dpm2",
+      benchmark: "imgedit",
+    },
+  };
+}
+
+export const adapter: Adapter = createQwenImageEditAdapter();
