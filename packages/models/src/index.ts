@@ -61,6 +61,29 @@ export {
   qwenImageTransformerInputs,
 } from "./qwen-image-transformer.js";
 export {
+  parseQwen25VLConfig,
+  type Qwen25VLActivation,
+  type Qwen25VLConfig,
+  type Qwen25VLVisionConfig,
+} from "./qwen2-5-vl-config.js";
+export {
+  buildQwen25VLEncoder,
+  type Qwen25VLEncoderInputs,
+  type Qwen25VLEncoderOptions,
+  type Qwen25VLEncoderOutput,
+} from "./qwen2-5-vl-encoder.js";
+export {
+  type Qwen25VLImageGrid,
+  type Qwen25VLRopeIndex,
+  qwen25VLRopeIndex,
+  qwen25VLRopeIndexBatch,
+} from "./qwen2-5-vl-rope-index.js";
+export {
+  buildQwen25VLVision,
+  type Qwen25VLVisionInputs,
+  type Qwen25VLVisionOptions,
+} from "./qwen2-5-vl-vision.js";
+export {
   parseQwen2VLProcessorConfig,
   type Qwen2VLPatches,
   type Qwen2VLProcessorConfig,
