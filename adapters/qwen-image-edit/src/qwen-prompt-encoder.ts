@@ -113,6 +113,9 @@ export class QwenPromptEncoder implements PromptEncoder {
     return this.sessions.get(key, () => {
       const g = new Graph("qwen25vl_encoder");
       const patchRows = grids.reduce((n, [t, h, w]) => n + t * h * w, 0);
+      const v = config.vision;
+      // One row per patch: channels × temporal patch × patch² values (1176 for Qwen2.5-VL).
+      const rowWidth = v.inChannels * v.temporalPatchSize * v.patchSize ** 2;
       const { lastHiddenState } = buildQwen25VLEncoder(
         g,
         config,
@@ -120,7 +123,7 @@ export class QwenPromptEncoder implements PromptEncoder {
         {
           inputIds: g.input("input_ids", "int64", [1, length]),
           ...(patchRows > 0
-            ? { pixelValues: g.input("pixel_values", "float32", [patchRows, config.vision.patchRowWidth]) }
+            ? { pixelValues: g.input("pixel_values", "float32", [patchRows, rowWidth]) }
             : {}),
           imageGrids: grids,
           positionIds,
