@@ -1,5 +1,15 @@
 import { writeFile } from "node:fs/promises";
-import { type LoraFile, packLatents, readLora, requestNoise, unpackLatents } from "@edit-r1/adapter-kit";
+import {
+  checkRgbImage,
+  imageToTensor,
+  type LoraFile,
+  packLatents,
+  readLora,
+  requestNoise,
+  resizeLikeDiffusers,
+  tensorToImage,
+  unpackLatents,
+} from "@edit-r1/adapter-kit";
 import {
   checkSourceCount,
   decodeImage,
@@ -24,7 +34,6 @@ import {
   clipTextInputs,
   EDIT_R1_LORA_TARGETS,
 } from "@edit-r1/models";
-import sharp from "sharp";
 import { FluxKontextError } from "./flux-kontext-error.js";
 import {
   type FluxKontextModel,
@@ -52,6 +61,31 @@ export interface FluxKontextSettings {
   outputSize: "input" | { width: number; height: number };
   /** Resolutions an input is snapped to (default: PREFERRED_KONTEXT_RESOLUTIONS). */
   resolutions?: readonly Resolution[] | undefined;
+  /**
+   * diffusers' `_auto_resize`: snap the source to the closest of `resolutions` (default true). false keeps the
+   * source's own size, each side floored to a multiple of 2 × the VAE factor (16 for FLUX: the 2×2 packing).
+   */
+  autoResize?: boolean | undefined;
+  /**
+   * diffusers' `max_area`: the output size (`outputSize`, or the source's size for "input") is rescaled to this
+   * many pixels at its aspect ratio, width = round(√(maxArea·w/h)) and height = round(√(maxArea·h/w)), then
+   * floored to that multiple, as FluxKontextPipeline does (its default is 1024²). Unset: the size is used as is.
+   */
+  maxArea?: number | undefined;
+}
+
+/** A width and height in pixels. */
+export interface ImageSize {
+  width: number;
+  height: number;
+}
+
+/** One instruction's text conditioning: T5's sequence [length, joint_attention_dim] and CLIP's pooled vector. */
+export interface KontextText {
+  hidden: Float32Array;
+  pooled: Float32Array;
+  /** Text tokens (rows of `hidden`). */
+  length: number;
 }
 
 /** Edit-R1's benchmark inference for Kontext: 28 Euler steps, guidance 3.5, the input image's size. */
@@ -102,7 +136,7 @@ export interface PreparedKontextEdit {
   sigmas: number[];
   velocity: VelocityFn;
   /** The output image size. */
-  size: { width: number; height: number };
+  size: ImageSize;
 }
 
 const LATENT_SCALE_OF = (vaeBlocks: number) => 2 ** (vaeBlocks - 1);
@@ -188,29 +222,60 @@ export class FluxKontextEditor implements Editor {
    * schedule, and the velocity of this editor's transformer (with its LoRA, if any) conditioned on the request.
    */
   async prepareEdit(request: EditRequest): Promise<PreparedKontextEdit> {
-    if (this.closed) throw new FluxKontextError("edit: this editor was closed; load the model again");
+    this.checkOpen();
     checkSourceCount(request, 1, "flux-kontext");
-    const s = this.settings;
-    const multiple = this.vaeFactor * 2;
-    const input = kontextInputSize(request.source.width, request.source.height, {
-      resolutions: s.resolutions,
-      multipleOf: multiple,
-    });
-    const output = s.outputSize === "input" ? input : s.outputSize;
+    const { output } = this.sizesOf(request.source);
     const text = await this.encodeInstruction(request.instruction);
-    const context = await this.encodeSource(request.source, input);
     const channels = this.model.vae.config.latentChannels;
     const h = output.height / this.vaeFactor;
     const w = output.width / this.vaeFactor;
     const noise = packLatents(
-      requestNoise(s.seed, "flux-kontext", request.key, channels * h * w),
+      requestNoise(this.settings.seed, "flux-kontext", request.key, channels * h * w),
       channels,
       h,
       w,
     );
+    return this.prepareFromEmbeddings({ source: request.source, text, noise });
+  }
+
+  /**
+   * The pipeline from given text embeddings and starting latents on (diffusers' `prompt_embeds`,
+   * `pooled_prompt_embeds` and `latents` path): the source resized and VAE-encoded to context tokens, the
+   * schedule for the output's token count, and the velocity. `noise` is the packed starting latent
+   * [N_target, 4·latent_channels] of an output of `sizesOf(source).output`.
+   */
+  async prepareFromEmbeddings(input: {
+    source: RgbImage;
+    text: KontextText;
+    noise: Float32Array;
+  }): Promise<PreparedKontextEdit> {
+    this.checkOpen();
+    const { vae, output } = this.sizesOf(input.source);
+    const { config } = this.model.transformer;
+    const h = output.height / this.vaeFactor;
+    const w = output.width / this.vaeFactor;
     const targetTokens = (h / 2) * (w / 2);
+    if (input.noise.length !== targetTokens * config.inChannels) {
+      throw new FluxKontextError(
+        `the starting latents have ${input.noise.length} values; a ${output.width}×${output.height} output ` +
+          `needs ${targetTokens} tokens × ${config.inChannels}`,
+      );
+    }
+    const { text } = input;
+    if (text.hidden.length !== text.length * config.jointAttentionDim) {
+      throw new FluxKontextError(
+        `the text embeddings have ${text.hidden.length} values, not ${text.length} tokens × ${config.jointAttentionDim}`,
+      );
+    }
+    if (text.pooled.length !== config.pooledProjectionDim) {
+      throw new FluxKontextError(
+        `the pooled text embedding has ${text.pooled.length} values, not ${config.pooledProjectionDim}`,
+      );
+    }
+    const context = await this.encodeSource(input.source, vae);
+    // Dynamic shift from the target tokens only (the context tokens do not count), as diffusers' Kontext does.
     const { sigmas } = flowMatchSchedule(this.model.scheduler, {
-      numSteps: s.steps,
+      numSteps: this.settings.steps,
       imageSeqLen: targetTokens,
     });
     const session = await this.transformerSession(
@@ -224,20 +289,36 @@ export class FluxKontextEditor implements Editor {
       context_latents: context.packed,
       encoder_hidden_states: text.hidden,
       pooled_projections: text.pooled,
-      guidance: Float32Array.of(s.guidance),
+      guidance: Float32Array.of(this.settings.guidance),
       ...this.loraFeeds,
     };
     const velocity: VelocityFn = async (x, sigma) => {
       const out = await session.run({ latents: x, timestep: Float32Array.of(sigma), ...fixed });
       return out.velocity as Float32Array;
     };
-    return { noise, sigmas, velocity, size: { width: output.width, height: output.height } };
+    return { noise: input.noise, sigmas, velocity, size: { width: output.width, height: output.height } };
+  }
+
+  /**
+   * The sizes of an edit of `source`: `vae`, what the source is resized to before the VAE (the closest of
+   * `resolutions`, or with `autoResize: false` its own size floored to a multiple of 2 × the VAE factor), and `output`
+   * (`outputSize`, "input" meaning `vae`, fitted to `maxArea` when that is set).
+   */
+  sizesOf(source: RgbImage): { vae: ImageSize; output: ImageSize } {
+    checkRgbImage(source);
+    const s = this.settings;
+    const multiple = this.vaeFactor * 2;
+    const vae =
+      s.autoResize === false
+        ? flooredSize(source, multiple)
+        : kontextInputSize(source.width, source.height, { resolutions: s.resolutions, multipleOf: multiple });
+    const requested = s.outputSize === "input" ? vae : s.outputSize;
+    const output = s.maxArea === undefined ? requested : fitToArea(requested, s.maxArea, multiple);
+    return { vae, output };
   }
 
   /** T5 sequence embeddings ([maxSequenceLength, joint_attention_dim]) and CLIP's pooled embedding of one instruction. */
-  async encodeInstruction(
-    instruction: string,
-  ): Promise<{ hidden: Float32Array; pooled: Float32Array; length: number }> {
+  async encodeInstruction(instruction: string): Promise<KontextText> {
     const { clip, t5 } = this.model;
     const clipIds = clip.tokenizer.encode(instruction, {
       maxLength: clip.config.maxPositionEmbeddings,
@@ -262,21 +343,34 @@ export class FluxKontextEditor implements Editor {
   }
 
   /**
-   * Kontext's context tokens of a source image resized to `size` (lanczos3): the VAE's mean latent,
-   * (z − shift)·scale, 2×2-packed to [tokens, 4·latent_channels]; `grid` is the latent [h, w].
+   * Kontext's context tokens of a source image resized to `size` (Pillow's LANCZOS, bit for bit, as diffusers'
+   * VaeImageProcessor resizes): the VAE's mean latent, (z − shift)·scale, 2×2-packed to
+   * [tokens, 4·latent_channels]; `grid` is the latent [h, w].
    */
   async encodeSource(
     source: RgbImage,
-    size: { width: number; height: number },
+    size: ImageSize,
   ): Promise<{ packed: Float32Array; tokens: number; grid: [number, number] }> {
-    return this.encodeImage(await resizeRgb(source, size.width, size.height));
+    return this.encodeImage(resizeLikeDiffusers(source, size.width, size.height));
   }
 
   /** Packed target tokens of one sample (an image of `size`) → the decoded RGB image. */
-  decodeLatents(packed: Float32Array, size: { width: number; height: number }): Promise<RgbImage> {
+  async decodeLatents(packed: Float32Array, size: ImageSize): Promise<RgbImage> {
+    return tensorToImage(await this.decodeToFloats(packed, size), size.width, size.height);
+  }
+
+  /**
+   * Packed target tokens of one sample → the decoded image as CHW floats in [0, 1] (diffusers' postprocess
+   * before it rounds to bytes): unpacked, z/scale + shift, VAE-decoded, x/2 + 1/2 clamped.
+   */
+  async decodeToFloats(packed: Float32Array, size: ImageSize): Promise<Float32Array> {
     const h = size.height / this.vaeFactor;
     const w = size.width / this.vaeFactor;
     return this.decode(unpackLatents(packed, this.model.vae.config.latentChannels, h, w), h, w);
+  }
+
+  private checkOpen(): void {
+    if (this.closed) throw new FluxKontextError("edit: this editor was closed; load the model again");
   }
 
   private textGraphs(batch: number) {
@@ -305,14 +399,14 @@ export class FluxKontextEditor implements Editor {
       const z = ops.mul(ops.sub(mean, config.shiftFactor), config.scalingFactor);
       return { g, outputs: { latent: z } };
     });
-    const out = await session.run({ image: toTensor(image) });
+    const out = await session.run({ image: imageToTensor(image) });
     const h = image.height / this.vaeFactor;
     const w = image.width / this.vaeFactor;
     const packed = packLatents(out.latent as Float32Array, config.latentChannels, h, w);
     return { packed, tokens: (h / 2) * (w / 2), grid: [h, w] as [number, number] };
   }
 
-  private async decode(latent: Float32Array, h: number, w: number): Promise<RgbImage> {
+  private async decode(latent: Float32Array, h: number, w: number): Promise<Float32Array> {
     const { config } = this.model.vae;
     const session = await this.cached(`vae-decode:${h}x${w}`, () => {
       const g = new Graph("flux_vae_decode");
@@ -323,8 +417,7 @@ export class FluxKontextEditor implements Editor {
       const img = ops.minimum(ops.maximum(ops.add(ops.mul(x, 0.5), 0.5), 0), 1);
       return { g, outputs: { image: img } };
     });
-    const out = (await session.run({ latent })).image as Float32Array;
-    return fromTensor(out, w * this.vaeFactor, h * this.vaeFactor);
+    return (await session.run({ latent })).image as Float32Array;
   }
 
   private transformerSession(
@@ -410,40 +503,43 @@ function checkSettings(s: FluxKontextSettings): void {
   if (!Number.isInteger(s.maxSequenceLength) || s.maxSequenceLength < 1) {
     throw new FluxKontextError(`maxSequenceLength must be a positive integer, got ${s.maxSequenceLength}`);
   }
+  if (s.maxArea !== undefined && !(Number.isFinite(s.maxArea) && s.maxArea > 0))
+    throw new FluxKontextError(`maxArea must be a positive number of pixels, got ${s.maxArea}`);
 }
 
-async function resizeRgb(image: RgbImage, width: number, height: number): Promise<RgbImage> {
-  if (image.data.length !== image.width * image.height * 3) {
+/** The source's own size, each side floored to a multiple of `multiple` (diffusers' Kontext without auto-resize). */
+function flooredSize(source: RgbImage, multiple: number): ImageSize {
+  const width = Math.floor(source.width / multiple) * multiple;
+  const height = Math.floor(source.height / multiple) * multiple;
+  if (width <= 0 || height <= 0) {
     throw new FluxKontextError(
-      `the source image claims ${image.width}×${image.height} RGB but has ${image.data.length} bytes (expected ${image.width * image.height * 3})`,
+      `the input image is ${source.width}×${source.height}; it must be at least ${multiple}×${multiple} pixels`,
     );
   }
-  if (image.width === width && image.height === height) return image;
-  // diffusers resizes with PIL's LANCZOS; sharp's lanczos3 is the same kernel (edge handling differs slightly).
-  const data = await sharp(Buffer.from(image.data.buffer, image.data.byteOffset, image.data.byteLength), {
-    raw: { width: image.width, height: image.height, channels: 3 },
-  })
-    .resize(width, height, { kernel: "lanczos3", fit: "fill" })
-    .raw()
-    .toBuffer();
-  return { width, height, data: new Uint8Array(data.buffer, data.byteOffset, data.length) };
+  return { width, height };
 }
 
-/** HWC bytes → CHW floats in [−1, 1]. */
-function toTensor(image: RgbImage): Float32Array {
-  const n = image.width * image.height;
-  const out = new Float32Array(3 * n);
-  for (let i = 0; i < n; i++)
-    for (let c = 0; c < 3; c++) out[c * n + i] = (image.data[i * 3 + c]! / 255) * 2 - 1;
-  return out;
+/** Python's round(): to the nearest integer, halves to the even one. */
+function roundHalfEven(x: number): number {
+  const r = Math.round(x);
+  return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
 }
 
-/** CHW floats in [0, 1] → HWC bytes, rounded as PIL's numpy_to_pil does ((x·255).round()). */
-function fromTensor(x: Float32Array, width: number, height: number): RgbImage {
-  const n = width * height;
-  const data = new Uint8Array(3 * n);
-  for (let i = 0; i < n; i++) for (let c = 0; c < 3; c++) data[i * 3 + c] = Math.round(x[c * n + i]! * 255);
-  return { width, height, data };
+/**
+ * FluxKontextPipeline's output size: `size` rescaled to `maxArea` pixels at its aspect ratio (Python round),
+ * each side floored to a multiple of `multiple`.
+ */
+function fitToArea(size: ImageSize, maxArea: number, multiple: number): ImageSize {
+  const aspect = size.width / size.height;
+  const width = Math.floor(roundHalfEven(Math.sqrt(maxArea * aspect)) / multiple) * multiple;
+  const height = Math.floor(roundHalfEven(Math.sqrt(maxArea / aspect)) / multiple) * multiple;
+  if (width <= 0 || height <= 0) {
+    throw new FluxKontextError(
+      `maxArea ${maxArea} at aspect ${size.width}:${size.height} gives a ${width}×${height} output; ` +
+        `each side must reach ${multiple} pixels`,
+    );
+  }
+  return { width, height };
 }
 
 /**
@@ -462,6 +558,8 @@ export async function loadFluxKontext(options: LoadFluxKontextOptions): Promise<
     "maxSequenceLength",
     "outputSize",
     "resolutions",
+    "autoResize",
+    "maxArea",
   ] as const) {
     if (options[k] !== undefined) (settings as unknown as Record<string, unknown>)[k] = options[k];
   }
