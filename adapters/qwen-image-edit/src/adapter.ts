@@ -1,6 +1,7 @@
 import type { Adapter, AdapterLoadOptions } from "@edit-r1/core";
 import { INTERFACE_VERSION } from "@edit-r1/core";
 import { type ComputeDType, EDIT_R1_LORA_TARGETS } from "@edit-r1/models";
+import type { QwenImageEditAreas } from "./image-sizes.js";
 import { type LoadQwenImageEditOptions, loadQwenImageEdit } from "./load.js";
 import { QwenImageEditError } from "./qwen-image-edit-error.js";
 import { type LoadQwenImageEditPolicyOptions, loadQwenImageEditPolicy } from "./qwen-image-edit-policy.js";
@@ -16,11 +17,15 @@ export interface QwenImageEditAdapterSettings {
   lora?: { rank?: number; alpha?: number };
   /** The rollout bucket when no resolution is given (default 512×512). */
   resolution?: { width: number; height: number };
-  /** Training: the area sources are VAE-encoded at (default 512²) and shown to the VLM at (default 384²). */
-  vaeImageArea?: number;
-  conditionImageArea?: number;
+  /**
+   * Image areas for editing and training (defaults: the pipeline's 1024² output and VAE images and 384² VLM
+   * images for editing; 512² VAE images for training). Tiny replicas use tiny ones.
+   */
+  areas?: Partial<QwenImageEditAreas>;
   /** Training: text-condition rows per sample (default 256). */
   maxTextTokens?: number;
+  /** Editing: text rows are padded to a multiple of this (default 64). */
+  textBucket?: number;
 }
 
 /**
@@ -67,6 +72,8 @@ export function createQwenImageEditAdapter(settings: QwenImageEditAdapterSetting
       const resolution = options.resolution;
       const editOptions: LoadQwenImageEditOptions = {
         ...shared(options),
+        ...settings.areas,
+        ...(settings.textBucket !== undefined ? { textBucket: settings.textBucket } : {}),
         ...(options.guidance !== undefined ? { trueCfgScale: options.guidance } : {}),
         ...(options.lora ? { lora: options.lora } : {}),
         ...(options.loraScale !== undefined ? { loraScale: options.loraScale } : {}),
@@ -92,9 +99,9 @@ export function createQwenImageEditAdapter(settings: QwenImageEditAdapterSetting
         ...(lora ? { lora } : {}),
         ...(options.initSeed !== undefined ? { initSeed: options.initSeed } : {}),
         ...(resolution ? { resolution } : {}),
-        ...(settings.vaeImageArea !== undefined ? { vaeImageArea: settings.vaeImageArea } : {}),
-        ...(settings.conditionImageArea !== undefined
-          ? { conditionImageArea: settings.conditionImageArea }
+        ...(settings.areas?.vaeImageArea !== undefined ? { vaeImageArea: settings.areas.vaeImageArea } : {}),
+        ...(settings.areas?.conditionImageArea !== undefined
+          ? { conditionImageArea: settings.areas.conditionImageArea }
           : {}),
         ...(settings.maxTextTokens !== undefined ? { maxTextTokens: settings.maxTextTokens } : {}),
       };

@@ -29,7 +29,7 @@ import {
 } from "@edit-r1/models";
 import { PIPELINE_AREAS, type QwenImageEditAreas, qwenImageEditSizes } from "./image-sizes.js";
 import { QwenImageEditError } from "./qwen-image-edit-error.js";
-import type { QwenImageEditModel } from "./qwen-image-edit-model.js";
+import type { QwenImageEditModel, QwenImageEditVariant } from "./qwen-image-edit-model.js";
 
 /** Generation settings; every one is recorded in the editor's `protocol`. */
 export interface QwenImageEditSettings extends QwenImageEditAreas {
@@ -180,9 +180,9 @@ export class QwenImageEditEditor implements Editor {
     };
   }
 
-  /** Most source images one request may have: 1 for v1, any number for the Plus pipeline. */
+  /** Most source images one request may have: 1 for v1, 3 for the Plus pipeline (what 2509 was trained on). */
   get maxSources(): number {
-    return this.model.variant === "edit" ? 1 : Number.POSITIVE_INFINITY;
+    return maxSourcesOf(this.model.variant);
   }
 
   async edit(requests: readonly EditRequest[]): Promise<RgbImage[]> {
@@ -232,8 +232,10 @@ export class QwenImageEditEditor implements Editor {
     const sources = requestSources(request);
     if (sources.length > this.maxSources) {
       throw new QwenImageEditError(
-        `request "${request.key}" has ${sources.length} source images; Qwen-Image-Edit (v1) takes one — ` +
-          "use Qwen-Image-Edit-2509 or -2511 for several",
+        `request "${request.key}" has ${sources.length} source images; ` +
+          (this.model.variant === "edit"
+            ? "Qwen-Image-Edit (v1) takes one — use Qwen-Image-Edit-2509 or -2511 for several"
+            : `Qwen-Image-Edit-2509/2511 take at most ${this.maxSources}`),
       );
     }
     const sizes = this.sizesOf(sources);
@@ -463,6 +465,14 @@ export class QwenImageEditEditor implements Editor {
       return { graph: g, outputs };
     });
   }
+}
+
+/**
+ * Source images per request: QwenImageEditPipeline (v1) takes one; the Plus pipeline takes a list, and 2509 was
+ * trained and documented for 1 to 3.
+ */
+export function maxSourcesOf(variant: QwenImageEditVariant): number {
+  return variant === "edit" ? 1 : 3;
 }
 
 /**

@@ -16,7 +16,7 @@ import {
   type QwenImageShape,
 } from "@edit-r1/models";
 import { editorOf, qwenImageEditSettings } from "./load.js";
-import type { QwenImageEditEditor, TextCondition } from "./qwen-image-edit-editor.js";
+import { maxSourcesOf, type QwenImageEditEditor, type TextCondition } from "./qwen-image-edit-editor.js";
 import { QwenImageEditError } from "./qwen-image-edit-error.js";
 import { openQwenImageEditModel } from "./qwen-image-edit-model.js";
 
@@ -145,7 +145,7 @@ export async function loadQwenImageEditPolicy(
             ],
             1,
           ),
-        maxSources: model.variant === "edit" ? 1 : 3,
+        maxSources: maxSourcesOf(model.variant),
         encode: async (request: EditRequest) => {
           const sources = requestSources(request);
           const sizes = editor.sizesOf(sources);
