@@ -5,6 +5,7 @@ import type { QwenImageEditAreas } from "./image-sizes.js";
 import { type LoadQwenImageEditOptions, loadQwenImageEdit } from "./load.js";
 import { QwenImageEditError } from "./qwen-image-edit-error.js";
 import { type LoadQwenImageEditPolicyOptions, loadQwenImageEditPolicy } from "./qwen-image-edit-policy.js";
+import { writeQwenImageEditReplica } from "./replica.js";
 
 /** The Hub repository loaded when no --model is given: the paper's base model. */
 export const QWEN_IMAGE_EDIT_REPO = "Qwen/Qwen-Image-Edit-2509";
@@ -67,6 +68,8 @@ export function createQwenImageEditAdapter(settings: QwenImageEditAdapterSetting
         "tokenizer/*",
         "scheduler/*",
       ],
+      // A tiny random Qwen-Image-Edit-2509 (the default repo's layout): `edit-r1 replica --adapter qwen-image-edit`.
+      writeReplica: (dir, o) => writeQwenImageEditReplica(dir, { variant: "edit-plus", seed: o.seed ?? 0 }),
     },
     loadEditor: (options = {}) => {
       const resolution = options.resolution;
@@ -78,7 +81,16 @@ export function createQwenImageEditAdapter(settings: QwenImageEditAdapterSetting
         ...(options.lora ? { lora: options.lora } : {}),
         ...(options.loraScale !== undefined ? { loraScale: options.loraScale } : {}),
         ...(options.noiseSeed !== undefined ? { seed: options.noiseSeed } : {}),
-        ...(resolution ? { outputSize: { width: resolution[0], height: resolution[1] } } : {}),
+        // A fixed size is the output and the area sources are resized to for the VAE (and, in v1, for the VLM),
+        // as Edit-R1's rollouts do at 512². calculate_dimensions rounds sides to multiples of 32, so the area is
+        // at least 32² (a 16×16 output still VAE-encodes its source at 32×32).
+        ...(resolution
+          ? {
+              outputSize: { width: resolution[0], height: resolution[1] },
+              outputArea: Math.max(resolution[0] * resolution[1], 32 * 32),
+              vaeImageArea: Math.max(resolution[0] * resolution[1], 32 * 32),
+            }
+          : {}),
       };
       return loadQwenImageEdit(editOptions);
     },

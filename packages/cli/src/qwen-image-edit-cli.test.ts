@@ -1,0 +1,81 @@
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { adapter as tiny } from "@edit-r1/adapter-tiny";
+import { decodeImage } from "@edit-r1/core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { main } from "./main.js";
+
+/**
+ * A user's smoke test of an install, command by command: `replica` writes a tiny random Qwen-Image-Edit-2509 in
+ * the Hub layout, then `edit`, `bench --benchmark shapes --limit 2`, `train --steps 1` and an edit with the
+ * trained LoRA run on it (small sizes and 2 sampler steps keep it fast).
+ */
+
+function capture() {
+  const out: string[] = [];
+  const err: string[] = [];
+  return { io: { out: (l: string) => out.push(l), err: (l: string) => err.push(l) }, out, err };
+}
+
+let tmp: string;
+let model: string;
+const image = join(import.meta.dirname, "..", "..", "..", "fixtures", "images", "chelsea.png");
+
+beforeAll(async () => {
+  tmp = mkdtempSync(join(tmpdir(), "qwen-cli-"));
+  model = join(tmp, "replica");
+  const c = capture();
+  expect(await main(["replica", "--adapter", "qwen-image-edit", "--out", model], c.io)).toBe(0);
+});
+
+afterAll(() => {
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+const small = ["--adapter", "qwen-image-edit", "--sample-steps", "2"];
+
+describe("edit-r1 on a Qwen-Image-Edit replica", () => {
+  it("edits an image at a given size", async () => {
+    const out = join(tmp, "edit.png");
+    const c = capture();
+    const args = ["edit", ...small, "--model", model, "--image", image, "--instruction", "make it purple"];
+    expect(await main([...args, "--resolution", "32x32", "--out", out], c.io), c.err.join("\n")).toBe(0);
+    const edited = await decodeImage(out);
+    expect([edited.width, edited.height]).toEqual([32, 32]);
+  });
+
+  it("runs the shapes benchmark on two items", async () => {
+    const out = join(tmp, "bench");
+    const c = capture();
+    const args = ["bench", ...small, "--model", model, "--benchmark", "shapes", "--limit", "2"];
+    expect(await main([...args, "--resolution", "16x16", "--out", out], c.io), c.err.join("\n")).toBe(0);
+    const results = JSON.parse(readFileSync(join(out, "results.json"), "utf8"));
+    expect(results.items).toHaveLength(2);
+    expect(results.items.every((i: { error?: string }) => i.error === undefined)).toBe(true);
+    expect(results.protocol).toMatchObject({ adapter: "qwen-image-edit", variant: "edit-plus", steps: 2 });
+  });
+
+  it("trains one step and edits with the LoRA it wrote", async () => {
+    const data = await tiny.trainDefaults!.writeTrainData!(join(tmp, "data"));
+    const config = join(tmp, "small.json");
+    writeFileSync(
+      config,
+      JSON.stringify({ groupSize: 2, promptsPerBatch: 1, rolloutBatches: 1, trainBatchSize: 2 }),
+    );
+    const run = join(tmp, "run");
+    const c = capture();
+    const args = ["train", ...small, "--model", model, "--data", data, "--reward", "shapes", "--steps", "1"];
+    const code = await main(
+      [...args, "--no-bench", "--resolution", "16x16", "--config", config, "--out", run],
+      c.io,
+    );
+    expect(code, c.err.join("\n")).toBe(0);
+    const lora = join(run, "lora");
+    expect(existsSync(join(lora, "adapter_model.safetensors"))).toBe(true);
+    const out = join(tmp, "edit-lora.png");
+    const d = capture();
+    const edit = ["edit", ...small, "--model", model, "--image", image, "--instruction", "x", "--lora", lora];
+    expect(await main([...edit, "--resolution", "32x32", "--out", out], d.io), d.err.join("\n")).toBe(0);
+  });
+});
