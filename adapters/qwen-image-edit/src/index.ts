@@ -56,3 +56,8 @@ export {
   type QwenImageEditPolicy,
 } from "./qwen-image-edit-policy.js";
 export { QwenPromptEncoder } from "./qwen-prompt-encoder.js";
+export {
+  type QwenImageEditReplicaOptions,
+  type QwenImageEditReplicaVariant,
+  writeQwenImageEditReplica,
+} from "./replica.js";

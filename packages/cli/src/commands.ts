@@ -59,10 +59,11 @@ export const COMMANDS: readonly Command[] = [
     name: "edit",
     summary: "edit one image with an adapter",
     usage:
-      'edit-r1 edit --adapter <name> [--model dir|repo] --image in.png --instruction "…" [--lora path] --out out.png',
+      'edit-r1 edit --adapter <name> [--model dir|repo] --image in.png [--image in2.png …] --instruction "…" [--lora path] --out out.png',
     options: {
       ...adapterFlags,
-      image: { type: "string" },
+      // Repeated for multi-image models (Qwen-Image-Edit-2509/2511: up to 3).
+      image: { type: "string", multiple: true },
       instruction: { type: "string" },
       requirement: { type: "string" },
       out: { type: "string" },
@@ -102,6 +103,19 @@ export const COMMANDS: readonly Command[] = [
       out: { type: "string" },
     },
     run: async (ctx) => (await import("./commands/pretrain.js")).pretrain(ctx),
+  },
+  {
+    name: "replica",
+    summary:
+      "write a tiny random-weight checkpoint of an adapter's model in its real Hub layout (smoke tests)",
+    usage: "edit-r1 replica --adapter <name> --out dir [--seed N] [--force]",
+    options: {
+      adapter: { type: "string" },
+      out: { type: "string" },
+      seed: { type: "string" },
+      force: { type: "boolean" },
+    },
+    run: async (ctx) => (await import("./commands/replica.js")).replica(ctx),
   },
   {
     name: "download",

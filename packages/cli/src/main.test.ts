@@ -1,4 +1,12 @@
-import { existsSync, mkdtempSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -14,7 +22,7 @@ describe("edit-r1 main", () => {
   it("prints help listing every command", async () => {
     const c = capture();
     expect(await main([], c.io)).toBe(0);
-    for (const name of ["train", "bench", "edit", "judge", "download"])
+    for (const name of ["train", "bench", "edit", "judge", "download", "replica"])
       expect(c.out.join("\n")).toContain(name);
   });
 
@@ -142,5 +150,117 @@ describe("edit-r1 adapters (the registry is the package's adapter dependencies)"
       code: 2,
       err: expect.stringMatching(/--resolution must be WIDTHxHEIGHT/),
     });
+  });
+});
+
+// A third-party adapter module (loaded by path, as `--adapter @scope/pkg` would be) whose writeReplica writes
+// two files that record the seed; seed 13 makes it fail halfway, after writing one file.
+const FAKE_ADAPTER = `
+import { mkdir, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+export const adapter = {
+  name: "fake",
+  interfaceVersion: 1,
+  capabilities: { guidance: "none", resolutions: "any", maxSourceImages: 1, loraTargets: [], dtypes: ["float32"],
+    devices: ["cpu"], trainable: false },
+  cli: {
+    description: "a fake adapter",
+    async writeReplica(dir, { seed }) {
+      await mkdir(join(dir, "transformer"), { recursive: true });
+      await writeFile(join(dir, "model_index.json"), JSON.stringify({ seed }));
+      if (seed === 13) throw new Error("disk full (fake)");
+      await writeFile(join(dir, "transformer", "weights.bin"), new Uint8Array(2048 + seed));
+    },
+  },
+  loadEditor: async () => { throw new Error("not used"); },
+};
+`;
+
+describe("edit-r1 replica", () => {
+  const root = mkdtempSync(join(tmpdir(), "replica-cli-"));
+  const fake = join(root, "fake-adapter.mjs");
+  writeFileSync(fake, FAKE_ADAPTER);
+  const run = async (...args: string[]) => {
+    const c = capture();
+    const code = await main(["replica", "--adapter", fake, ...args], c.io);
+    return { code, out: c.out.join("\n"), err: c.err.join("\n") };
+  };
+  const siblings = (dir: string) => readdirSync(dir).sort();
+
+  it("writes the adapter's replica into a new folder, listing the files, their total size and what to run next", async () => {
+    const out = join(root, "nested", "ckpt");
+    const r = await run("--out", out, "--seed", "5");
+    expect(r.code).toBe(0);
+    expect(JSON.parse(readFileSync(join(out, "model_index.json"), "utf8"))).toEqual({ seed: 5 });
+    expect(statSync(join(out, "transformer", "weights.bin")).size).toBe(2048 + 5);
+    const total = 2048 + 5 + statSync(join(out, "model_index.json")).size;
+    expect(r.out).toContain(`${out}: 2 files, ${(total / 1024).toFixed(1)} KiB`);
+    expect(r.out).toMatch(/^ {2}model_index\.json +\d+ B$/m);
+    expect(r.out).toMatch(/^ {2}transformer\/weights\.bin +2\.0 KiB$/m);
+    expect(r.out).toContain(`edit-r1 edit --adapter ${fake} --model ${out} --image`);
+    expect(r.out).not.toContain("edit-r1 train"); // the fake adapter is not trainable
+    // Nothing left beside it: the temporary folder was renamed into place.
+    expect(siblings(join(root, "nested"))).toEqual(["ckpt"]);
+    // The seed defaults to 0.
+    const again = await run("--out", join(root, "default-seed"));
+    expect(again.code).toBe(0);
+    expect(JSON.parse(readFileSync(join(root, "default-seed", "model_index.json"), "utf8"))).toEqual({
+      seed: 0,
+    });
+  });
+
+  it("refuses a non-empty folder without --force, leaving it as it was, and replaces it with --force", async () => {
+    const out = join(root, "full");
+    mkdirSync(out);
+    writeFileSync(join(out, "keep.txt"), "mine");
+    const refused = await run("--out", out);
+    expect(refused.code).toBe(2);
+    expect(refused.err).toMatch(/--out .*full already exists and is not empty.*--force/);
+    expect(siblings(out)).toEqual(["keep.txt"]);
+    const forced = await run("--out", out, "--force", "--seed", "2");
+    expect(forced.code).toBe(0);
+    expect(siblings(out)).toEqual(["model_index.json", "transformer"]);
+    expect(siblings(root).filter((n) => n.startsWith(".full"))).toEqual([]);
+    // An empty folder is fine without --force; a file is not, even with it.
+    const empty = join(root, "empty");
+    mkdirSync(empty);
+    expect((await run("--out", empty)).code).toBe(0);
+    expect(siblings(empty)).toEqual(["model_index.json", "transformer"]);
+    const file = join(root, "a-file");
+    writeFileSync(file, "x");
+    const onFile = await run("--out", file, "--force");
+    expect(onFile.code).toBe(2);
+    expect(onFile.err).toMatch(/is a file/);
+  });
+
+  it("keeps the old folder and leaves no partial replica when the adapter fails halfway", async () => {
+    const out = join(root, "kept");
+    mkdirSync(out);
+    writeFileSync(join(out, "keep.txt"), "mine");
+    const failed = await run("--out", out, "--force", "--seed", "13");
+    expect(failed.code).toBe(1);
+    expect(failed.err).toMatch(/disk full \(fake\)/);
+    expect(readFileSync(join(out, "keep.txt"), "utf8")).toBe("mine");
+    expect(siblings(out)).toEqual(["keep.txt"]);
+    const fresh = join(root, "never");
+    expect((await run("--out", fresh, "--seed", "13")).code).toBe(1);
+    expect(existsSync(fresh)).toBe(false);
+    expect(siblings(root).filter((n) => n.startsWith("."))).toEqual([]);
+  });
+
+  it("names the flags it needs and the adapters that can write a replica", async () => {
+    const c = capture();
+    expect(await main(["replica", "--adapter", "tiny", "--out", join(root, "tiny")], c.io)).toBe(2);
+    expect(c.err.join("\n")).toMatch(
+      /adapter "tiny" cannot write a replica.*(Adapters that can: [a-z-]+|None of the installed adapters can)/,
+    );
+    expect(existsSync(join(root, "tiny"))).toBe(false);
+    expect((await run()).err).toMatch(/--out is required/);
+    expect((await run("--out", join(root, "x"), "--seed", "1.5")).err).toMatch(
+      /--seed must be an integer ≥ 0/,
+    );
+    const d = capture();
+    expect(await main(["replica", "--out", join(root, "y")], d.io)).toBe(2);
+    expect(d.err.join("\n")).toMatch(/--adapter is required/);
   });
 });

@@ -45,6 +45,30 @@ describe("edit-r1 on a Qwen-Image-Edit replica", () => {
     expect([edited.width, edited.height]).toEqual([32, 32]);
   });
 
+  it("edits with two source images (--image repeated), and refuses more than the adapter takes", async () => {
+    const out = join(tmp, "edit-two.png");
+    const second = join(import.meta.dirname, "..", "..", "..", "fixtures", "images", "coffee.png");
+    const args = [
+      "edit",
+      ...small,
+      "--model",
+      model,
+      "--image",
+      image,
+      "--image",
+      second,
+      "--instruction",
+      "merge",
+    ];
+    const c = capture();
+    expect(await main([...args, "--resolution", "32x32", "--out", out], c.io), c.err.join("\n")).toBe(0);
+    expect((await decodeImage(out)).width).toBe(32);
+    const d = capture();
+    const four = [...args, "--image", image, "--image", image, "--out", join(tmp, "four.png")];
+    expect(await main(four, d.io)).toBe(2);
+    expect(d.err.join("\n")).toMatch(/--image was given 4 times; adapter "qwen-image-edit" takes at most 3/);
+  });
+
   it("runs the shapes benchmark on two items", async () => {
     const out = join(tmp, "bench");
     const c = capture();

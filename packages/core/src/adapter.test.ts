@@ -60,4 +60,10 @@ describe("checkAdapter", () => {
     expect(() => checkAdapter(base, { noiseSeed: 1.5 })).toThrow(/noiseSeed must be a non-negative integer/);
     expect(() => checkAdapter(base, { steps: 0 })).toThrow(/steps must be a positive integer/);
   });
+  it("accepts an optional cli.writeReplica function and rejects anything else under that name", () => {
+    const withReplica: Adapter = { ...base, cli: { ...base.cli, writeReplica: async () => {} } };
+    expect(() => checkAdapter(withReplica)).not.toThrow();
+    const bad = { ...base, cli: { ...base.cli, writeReplica: "yes" } } as unknown as Adapter;
+    expect(() => checkAdapter(bad)).toThrow(/"demo": cli\.writeReplica must be a function.*got string/);
+  });
 });

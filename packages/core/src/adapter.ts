@@ -57,6 +57,14 @@ export interface AdapterCli {
   defaultRepo?: string;
   /** The files of `defaultRepo` that `edit-r1 download --adapter <name>` fetches (glob patterns). */
   downloadPatterns?: readonly string[];
+  /**
+   * Writes a tiny random-weight checkpoint of this model into `dir` (`edit-r1 replica`): the same files, key
+   * names and configs as the real one, in the same layout that `loadEditor` / `loadPolicy({ model: dir })` read,
+   * with small sizes, so an install is smoke-tested without downloading the real weights. The weights depend
+   * only on `options.seed` (default 0). `dir` may not exist yet; the command writes into a fresh folder and
+   * moves it into place, so the method need not be atomic itself.
+   */
+  writeReplica?(dir: string, options: { seed?: number }): Promise<void>;
 }
 
 /**
@@ -105,6 +113,10 @@ export function checkAdapter(
         `version ${INTERFACE_VERSION}: install matching versions of @edit-r1/core and the adapter.`,
     );
   }
+  if (adapter.cli.writeReplica !== undefined && typeof adapter.cli.writeReplica !== "function")
+    throw new ConfigError(
+      `${name}: cli.writeReplica must be a function (dir, { seed }) => Promise<void>, got ${typeof adapter.cli.writeReplica}.`,
+    );
   const device = options.device ?? "cpu";
   if (!caps.devices.includes(device))
     throw new ConfigError(
