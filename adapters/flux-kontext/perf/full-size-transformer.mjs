@@ -28,9 +28,13 @@ const load = async (pkg) => {
   }
 };
 const { Graph, Runtime, ops } = await load("packages/engine");
-const { buildFluxTransformer, openSafetensorsWeights, parseFluxTransformerConfig } =
-  await load("packages/models");
-const { imageTokenIds, buildKontextVelocity } = await load("adapters/flux-kontext");
+const {
+  buildFluxTransformer,
+  buildKontextVelocity,
+  imageTokenIds,
+  openSafetensorsWeights,
+  parseFluxTransformerConfig,
+} = await load("packages/models");
 const { GraphNftPolicyCore } = await load("packages/core");
 
 const now = () => Number(process.hrtime.bigint()) / 1e6;

@@ -291,8 +291,8 @@ describe("external weights in safetensors files", () => {
     const W2 = g.initializer("w2", "bfloat16", [3, 2], { path: f2, ...off2.w2! });
     const y = ops.matmul(ops.add(ops.matmul(x, W1), B), ops.cast(W2, "float32"));
     const xv = seq(8, 1, 4);
-    // Both defaults (small weights) and the big-weight settings (no prepacking, no constant folding).
-    for (const opts of [{}, { prepacking: false, constantFolding: false }]) {
+    // Both defaults (small weights) and the big-weight settings (no prepacking, folding or memory pattern).
+    for (const opts of [{}, { prepacking: false, constantFolding: false, memoryPattern: false }]) {
       const session = await compile(g, { outputs: { y }, runtime: rt, ...opts });
       const out = await session.run({ x: xv });
       // Reference with the bf16-rounded weight values, fed as plain inputs.

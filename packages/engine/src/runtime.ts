@@ -59,7 +59,15 @@ export interface SessionOptions {
    * needs. Measured on the 2-core machine: the next session's run took twice as long.
    */
   spinning?: boolean;
-  /** Threshold for the two defaults above (default 256 MiB). */
+  /**
+   * Whether onnxruntime plans memory patterns. With it on, onnxruntime reserves one block the size of all
+   * initializers at session start, even for external weights it then maps from their files: untouched, but a
+   * single allocation that Linux's default overcommit refuses once it exceeds RAM (measured: the 40.9 GB
+   * Qwen-Image transformer fails with std::bad_alloc on a 24 GiB machine, opens in seconds without it). By
+   * default it is off once external weights reach `bigWeightBytes`.
+   */
+  memoryPattern?: boolean;
+  /** Threshold for the three defaults above (default 256 MiB). */
   bigWeightBytes?: number;
   optimizationLevel?: "disabled" | "basic" | "extended" | "all";
 }
@@ -266,6 +274,7 @@ function sessionOptions(model: LoweredModel, o: SessionOptions): Record<string, 
   const big = o.bigWeightBytes ?? DEFAULT_BIG_WEIGHT_BYTES;
   const prepacking = o.prepacking ?? model.externalBytes < big;
   const folding = o.constantFolding ?? model.externalNonFloat32Bytes < big;
+  const memoryPattern = o.memoryPattern ?? model.externalBytes < big;
   const session: Record<string, string> = {};
   if (model.externalFolder) session.model_external_initializers_file_folder_path = model.externalFolder;
   if (!prepacking) session.disable_prepacking = "1";
@@ -281,6 +290,7 @@ function sessionOptions(model: LoweredModel, o: SessionOptions): Record<string, 
     extra,
   };
   if (o.threads !== undefined) options.intraOpNumThreads = o.threads;
+  if (!memoryPattern) options.enableMemPattern = false;
   return options;
 }
 
