@@ -61,7 +61,10 @@ export const MODEL_FIXTURE_KINDS = {
   },
   "flux-kontext-pipeline": {
     owner: "@edit-r1/adapter-flux-kontext",
-    tests: ["adapters/flux-kontext/src/flux-kontext-pipeline.test.ts", "packages/models/src/pil-resample.test.ts"],
+    tests: [
+      "adapters/flux-kontext/src/flux-kontext-pipeline.test.ts",
+      "packages/models/src/pil-resample.test.ts",
+    ],
     what: "diffusers FluxKontextPipeline end to end on tiny components",
   },
   "qwenimage-edit-pipeline": {
