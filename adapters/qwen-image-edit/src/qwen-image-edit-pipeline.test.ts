@@ -61,15 +61,24 @@ interface PipelineMeta {
   img_shapes: [number, number, number][];
 }
 
-/** The fixture's area overrides as settings: diffusers' constant (1024² or 384²) → the tiny area used. */
+/**
+ * The fixture's area overrides as settings. v1 calls calculate_dimensions once (the output default, which is
+ * also the source's size). The Plus pipeline calls it for the output, then per image for the VLM image
+ * (CONDITION_IMAGE_SIZE) and the VAE image (VAE_IMAGE_SIZE), in that order; the overridden constants may be any
+ * tiny areas, so they are read by position, not by the value in the code.
+ */
 function areasOf(meta: PipelineMeta): QwenImageEditAreas {
-  const used = new Map(meta.calculate_dimensions_calls.map((c) => [c.target_area_in_code, c.area_used]));
-  const pick = (area: number) => used.get(area) ?? area;
-  return {
-    outputArea: pick(PIPELINE_AREAS.outputArea),
-    vaeImageArea: pick(PIPELINE_AREAS.vaeImageArea),
-    conditionImageArea: pick(PIPELINE_AREAS.conditionImageArea),
-  };
+  const calls = meta.calculate_dimensions_calls;
+  if (meta.kind === "qwenimage-edit-plus-pipeline") {
+    expect(calls.length % 2, "Plus: one output call, then (VLM, VAE) per image").toBe(1);
+    return {
+      outputArea: calls[0]!.area_used,
+      conditionImageArea: calls[1]?.area_used ?? PIPELINE_AREAS.conditionImageArea,
+      vaeImageArea: calls[2]?.area_used ?? PIPELINE_AREAS.vaeImageArea,
+    };
+  }
+  expect(calls).toHaveLength(1);
+  return { ...PIPELINE_AREAS, outputArea: calls[0]!.area_used, vaeImageArea: calls[0]!.area_used };
 }
 
 /** The `prefix` weights of the combined file, with the prefix removed, as a weight source. */
