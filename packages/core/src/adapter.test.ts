@@ -66,4 +66,15 @@ describe("checkAdapter", () => {
     const bad = { ...base, cli: { ...base.cli, writeReplica: "yes" } } as unknown as Adapter;
     expect(() => checkAdapter(bad)).toThrow(/"demo": cli\.writeReplica must be a function.*got string/);
   });
+  it("takes --base only from adapters that declare bases, and only a declared one", () => {
+    expect(() => checkAdapter(base, { base: "x" })).toThrow(/"demo" has one base model; --base is for adapters/);
+    const layered: Adapter = { ...base, capabilities: { ...base.capabilities, bases: ["a", "b"] } };
+    expect(() => checkAdapter(layered, { base: "b" })).not.toThrow();
+    expect(() => checkAdapter(layered, { base: "c" })).toThrow(/has no base "c"; choose one of a, b/);
+  });
+  it("takes --lora-scale without --lora only from adapters with a LoRA of their own", () => {
+    expect(() => checkAdapter(base, { loraScale: 2 })).toThrow(/without --lora/);
+    const own: Adapter = { ...base, capabilities: { ...base.capabilities, builtInLora: true } };
+    expect(() => checkAdapter(own, { loraScale: 2 })).not.toThrow();
+  });
 });

@@ -23,6 +23,14 @@ export interface AdapterCapabilities {
   devices: readonly Device[];
   /** Whether `loadPolicy` exists (the trainer needs it). */
   trainable: boolean;
+  /**
+   * For an adapter layered over several base models (UniWorld: Edit-R1 LoRAs on Qwen-Image-Edit or
+   * FLUX-Kontext), the bases `AdapterLoadOptions.base` may name, the default first. Absent: one base, and
+   * `base` is refused.
+   */
+  bases?: readonly string[];
+  /** The adapter applies a LoRA of its own when none is given (a released one), so `loraScale` alone is valid. */
+  builtInLora?: boolean;
 }
 
 export interface AdapterLoadOptions {
@@ -47,6 +55,8 @@ export interface AdapterLoadOptions {
   resolution?: readonly [number, number];
   /** The trainable LoRA (training only): rank, alpha, and target modules among the adapter's loraTargets. */
   loraConfig?: { rank?: number; alpha?: number; targets?: readonly string[] };
+  /** Which base model, for adapters that declare `capabilities.bases` (--base). */
+  base?: string;
 }
 
 /** What the command line needs to know about an adapter, so adding one touches no command code. */
@@ -64,7 +74,13 @@ export interface AdapterCli {
    * only on `options.seed` (default 0). `dir` may not exist yet; the command writes into a fresh folder and
    * moves it into place, so the method need not be atomic itself.
    */
-  writeReplica?(dir: string, options: { seed?: number }): Promise<void>;
+  writeReplica?(dir: string, options: { seed?: number; base?: string }): Promise<void>;
+  /**
+   * What `edit-r1 download --adapter <name> [--base b]` fetches when it is more than `defaultRepo` (e.g. a base
+   * model and a LoRA): repositories with the glob patterns of their files. Replaces defaultRepo/downloadPatterns
+   * there.
+   */
+  downloads?(options: { base?: string }): readonly { repo: string; patterns?: readonly string[] }[];
 }
 
 /**
@@ -117,6 +133,14 @@ export function checkAdapter(
     throw new ConfigError(
       `${name}: cli.writeReplica must be a function (dir, { seed }) => Promise<void>, got ${typeof adapter.cli.writeReplica}.`,
     );
+  if (options.base !== undefined) {
+    if (!caps.bases)
+      throw new ConfigError(
+        `${name} has one base model; --base is for adapters layered over several (e.g. uniworld).`,
+      );
+    if (!caps.bases.includes(options.base))
+      throw new ConfigError(`${name} has no base "${options.base}"; choose one of ${caps.bases.join(", ")}.`);
+  }
   const device = options.device ?? "cpu";
   if (!caps.devices.includes(device))
     throw new ConfigError(
@@ -146,7 +170,7 @@ export function checkAdapter(
   }
   if (options.loraScale !== undefined && !(Number.isFinite(options.loraScale) && options.loraScale >= 0))
     throw new ConfigError(`${name}: --lora-scale must be a non-negative number, got ${options.loraScale}.`);
-  if (options.loraScale !== undefined && options.lora === undefined)
+  if (options.loraScale !== undefined && options.lora === undefined && !caps.builtInLora)
     throw new ConfigError(
       `${name}: --lora-scale ${options.loraScale} was given without --lora; name the LoRA.`,
     );
