@@ -7,6 +7,7 @@ export interface Command extends CommandSpec {
 
 const adapterFlags = {
   adapter: { type: "string" },
+  base: { type: "string" },
   model: { type: "string" },
   device: { type: "string" },
   lora: { type: "string" },
@@ -108,9 +109,10 @@ export const COMMANDS: readonly Command[] = [
     name: "replica",
     summary:
       "write a tiny random-weight checkpoint of an adapter's model in its real Hub layout (smoke tests)",
-    usage: "edit-r1 replica --adapter <name> --out dir [--seed N] [--force]",
+    usage: "edit-r1 replica --adapter <name> [--base <base>] --out dir [--seed N] [--force]",
     options: {
       adapter: { type: "string" },
+      base: { type: "string" },
       out: { type: "string" },
       seed: { type: "string" },
       force: { type: "boolean" },
@@ -120,9 +122,11 @@ export const COMMANDS: readonly Command[] = [
   {
     name: "download",
     summary: "fill the Hugging Face cache with a model or data set (needs the network)",
-    usage: "edit-r1 download <org/name> [--include 'pattern']… [--dataset] | --adapter <name>",
+    usage:
+      "edit-r1 download <org/name> [--include 'pattern']… [--dataset] | --adapter <name> [--base <base>]",
     options: {
       adapter: { type: "string" },
+      base: { type: "string" },
       include: { type: "string", multiple: true },
       dataset: { type: "boolean" },
     },

@@ -67,7 +67,9 @@ describe("checkAdapter", () => {
     expect(() => checkAdapter(bad)).toThrow(/"demo": cli\.writeReplica must be a function.*got string/);
   });
   it("takes --base only from adapters that declare bases, and only a declared one", () => {
-    expect(() => checkAdapter(base, { base: "x" })).toThrow(/"demo" has one base model; --base is for adapters/);
+    expect(() => checkAdapter(base, { base: "x" })).toThrow(
+      /"demo" has one base model; --base is for adapters/,
+    );
     const layered: Adapter = { ...base, capabilities: { ...base.capabilities, bases: ["a", "b"] } };
     expect(() => checkAdapter(layered, { base: "b" })).not.toThrow();
     expect(() => checkAdapter(layered, { base: "c" })).toThrow(/has no base "c"; choose one of a, b/);

@@ -33,6 +33,7 @@ export function adapterOptions(ctx: CommandContext): AdapterLoadOptions {
   const options: AdapterLoadOptions = {
     device: (device ?? "cpu") as AdapterLoadOptions["device"],
     model: stringFlag(ctx, "model"),
+    base: stringFlag(ctx, "base"),
     lora: stringFlag(ctx, "lora"),
     loraScale: numberFlag(ctx, "lora-scale"),
     noiseSeed,

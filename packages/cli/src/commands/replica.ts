@@ -2,11 +2,11 @@ import { mkdir, mkdtemp, readdir, rename, rm, rmdir, stat } from "node:fs/promis
 import { basename, dirname, join, relative, resolve, sep } from "node:path";
 import type { Adapter } from "@edit-r1/core";
 import { UsageError } from "../args.js";
-import { type CommandContext, intFlag, requireFlag } from "../context.js";
+import { type CommandContext, intFlag, requireFlag, stringFlag } from "../context.js";
 import { adapterNames, loadAdapter } from "../registry.js";
 
 /**
- * `edit-r1 replica --adapter <name> --out DIR [--seed N] [--force]`: a tiny random-weight checkpoint of the
+ * `edit-r1 replica --adapter <name> [--base <base>] --out DIR [--seed N] [--force]`: a tiny random-weight checkpoint of the
  * adapter's model in its real Hub layout, for smoke-testing an install without the real weights. It is written
  * into a temporary folder beside DIR and renamed into place, so DIR is either absent, as it was, or complete.
  */
@@ -18,6 +18,7 @@ export async function replica(ctx: CommandContext): Promise<number> {
   );
   const outFlag = requireFlag(ctx, "out", "the folder to write the checkpoint into");
   const seed = intFlag(ctx, "seed") ?? 0;
+  const base = stringFlag(ctx, "base");
   const force = ctx.values.force === true;
   const adapter = await loadAdapter(name);
   const write = adapter.cli.writeReplica;
@@ -48,7 +49,7 @@ export async function replica(ctx: CommandContext): Promise<number> {
   await mkdir(dirname(out), { recursive: true });
   const temp = await mkdtemp(join(dirname(out), `.${basename(out)}.replica-`));
   try {
-    await write.call(adapter.cli, temp, { seed });
+    await write.call(adapter.cli, temp, base === undefined ? { seed } : { seed, base });
     if (ctx.signal.aborted) throw new Error("interrupted");
     const files = await listFiles(temp);
     if (!files.length) throw new Error(`adapter "${name}" wrote no files; nothing was put in ${outFlag}.`);
