@@ -277,7 +277,15 @@ const TARGET_RSS_GIB = 6;
 /** Builds a graph, opens its session and disposes it; a failure to open is recorded, not thrown. */
 async function measure(name, build, extra = {}) {
   let t = now();
-  const { graph, outputs, ...info } = build();
+  let built;
+  try {
+    built = build();
+  } catch (e) {
+    result[name] = { error: `building the graph failed: ${e?.name ?? "Error"}: ${e?.message ?? String(e)}` };
+    console.log(name, result[name]);
+    return result[name];
+  }
+  const { graph, outputs, ...info } = built;
   const buildMs = now() - t;
   const entry = { buildGraphMs: Math.round(buildMs), nodes: graph.nodes.length, ...info, ...extra };
   t = now();
