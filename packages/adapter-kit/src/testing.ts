@@ -76,7 +76,8 @@ const scaleB = (params: ParamSet, s: number): ParamSet =>
  * rejects undeclared options by name; the rollout velocity is the training graph's velocity (the fused NFT
  * step's loss equals core's reference loss computed from rollout velocities); LoRA B = 0 is the base model;
  * batch invariance; seed determinism (noise and LoRA init apart); an exported LoRA loads back exactly, into the
- * policy and the editor, where `loraScale` s equals a LoRA with s·B.
+ * policy and the editor, where `loraScale` s equals a LoRA with s·B. An adapter that applies a LoRA of its own
+ * (`capabilities.builtInLora`) is the base model at `loraScale` 0, and seeds only fresh LoRAs (a `loraConfig`).
  */
 export function describeAdapterContract(subject: AdapterContractSubject): void {
   const { adapter } = subject;
@@ -218,8 +219,11 @@ export function describeAdapterContract(subject: AdapterContractSubject): void {
       const [b1] = await b.edit([requests[0]!]);
       expect(imageDiff(a1!, a2!)).toBe(0);
       expect(imageDiff(a1!, b1!)).toBeGreaterThan(0);
-      const p1 = await adapter.loadPolicy!({ ...options, initSeed: 1 });
-      const p2 = await adapter.loadPolicy!({ ...options, initSeed: 2 });
+      // An adapter with a LoRA of its own (capabilities.builtInLora) starts training from it; a fresh LoRA
+      // (a loraConfig) is what initSeed seeds.
+      const fresh: AdapterLoadOptions = adapter.capabilities.builtInLora ? { loraConfig: {} } : {};
+      const p1 = await adapter.loadPolicy!({ ...options, ...fresh, initSeed: 1 });
+      const p2 = await adapter.loadPolicy!({ ...options, ...fresh, initSeed: 2 });
       try {
         const [i1, i1again, i2] = [p1.initialParameters(), p1.initialParameters(), p2.initialParameters()];
         expect(i1again).toEqual(i1);
@@ -251,7 +255,8 @@ export function describeAdapterContract(subject: AdapterContractSubject): void {
       }
 
       const one = [requests[0]!];
-      const [base] = await (await editor()).edit(one);
+      // The base model: no LoRA, or an adapter's own LoRA at scale 0.
+      const [base] = await (await editor(adapter.capabilities.builtInLora ? { loraScale: 0 } : {})).edit(one);
       const [zero] = await (await editor({ lora: dirs.zero })).edit(one);
       const [tuned] = await (await editor({ lora: dirs.theta })).edit(one);
       const [scaled] = await (await editor({ lora: dirs.theta, loraScale: 2 })).edit(one);
