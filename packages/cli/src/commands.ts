@@ -73,13 +73,20 @@ export const COMMANDS: readonly Command[] = [
   },
   {
     name: "judge",
-    summary: "serve a local judge over the OpenAI-compatible API (`judge serve`)",
-    usage: "edit-r1 judge serve [--model shapes] [--host 127.0.0.1] [--port N] [--api-key-env VAR]",
+    summary:
+      "serve a local judge over the OpenAI-compatible API (`judge serve`), or write a tiny Qwen2.5-VL judge (`judge replica`)",
+    usage:
+      "edit-r1 judge serve [--model shapes|qwen-vl:<dir|repo>[?…]] [--device cpu|cuda] [--dtype float32|float16] [--host 127.0.0.1] [--port N] [--api-key-env VAR]\n       edit-r1 judge replica --out DIR [--seed N] [--force]",
     options: {
       model: { type: "string" },
+      device: { type: "string" },
+      dtype: { type: "string" },
       host: { type: "string" },
       port: { type: "string" },
       "api-key-env": { type: "string" },
+      out: { type: "string" },
+      seed: { type: "string" },
+      force: { type: "boolean" },
     },
     run: async (ctx) => (await import("./commands/judge-serve.js")).judgeServe(ctx),
   },

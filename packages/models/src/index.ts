@@ -73,6 +73,14 @@ export {
   type Qwen25VLEncoderOutput,
 } from "./qwen2-5-vl-encoder.js";
 export {
+  qwen2VLReplicaPreprocessorConfig,
+  qwen2VLReplicaVideoPreprocessorConfig,
+  qwen25VLReplicaConfig,
+  qwen25VLReplicaGenerationConfig,
+  qwen25VLWeightShapes,
+  REPLICA_TRANSFORMERS_VERSION,
+} from "./qwen2-5-vl-replica.js";
+export {
   type Qwen25VLImageGrid,
   type Qwen25VLRopeIndex,
   qwen25VLRopeIndex,
@@ -84,6 +92,16 @@ export {
   type Qwen25VLVisionOptions,
 } from "./qwen2-5-vl-vision.js";
 export {
+  byteLevelAlphabet,
+  QWEN2_REPLICA_CHAT_TEMPLATE,
+  qwen2ReplicaMergesTxt,
+  qwen2ReplicaSpecialTokensMap,
+  qwen2ReplicaTokenizerConfig,
+  qwen2ReplicaTokenizerJson,
+  qwen2ReplicaVocabulary,
+  type ReplicaVocabulary,
+} from "./qwen2-replica-tokenizer.js";
+export {
   parseQwen2VLProcessorConfig,
   type Qwen2VLPatches,
   type Qwen2VLProcessorConfig,
@@ -93,6 +111,17 @@ export {
   type SmartResizeOptions,
   smartResize,
 } from "./qwen2-vl-processor.js";
+export {
+  hubConfigJson,
+  type NormalSource,
+  RecordingWeights,
+  type ReplicaTensor,
+  replicaTensor,
+  replicaWeightValues,
+  type WeightShapes,
+  writeReplicaSafetensors,
+  writeShardedSafetensors,
+} from "./replica-weights.js";
 export { openSafetensorsWeights, safetensorsWeightSource } from "./safetensors-weights.js";
 export { buildT5Encoder, type T5EncoderOptions, t5RelativePositionBuckets } from "./t5-encoder.js";
 export { parseT5EncoderConfig, type T5EncoderConfig } from "./t5-encoder-config.js";

@@ -41,6 +41,8 @@ export interface Qwen25VLConfig {
   videoTokenId?: number | undefined;
   visionStartTokenId: number;
   visionEndTokenId: number;
+  /** `tie_word_embeddings`: lm_head shares the input embedding table (Qwen2.5-VL-3B). Default false. */
+  tieWordEmbeddings?: boolean | undefined;
   vision: Qwen25VLVisionConfig;
 }
 
@@ -105,6 +107,12 @@ export function parseQwen25VLConfig(json: Json, source = "config.json"): Qwen25V
   }
 
   const videoTokenId = (json.video_token_id ?? text?.video_token_id) as number | undefined;
+  const tie = json.tie_word_embeddings ?? text?.tie_word_embeddings ?? false;
+  if (typeof tie !== "boolean") {
+    throw new ModelConfigError(
+      `${source}: "tie_word_embeddings" must be true or false, got ${JSON.stringify(tie)}`,
+    );
+  }
   return {
     vocabSize: textInt("vocab_size"),
     hiddenSize,
@@ -121,6 +129,7 @@ export function parseQwen25VLConfig(json: Json, source = "config.json"): Qwen25V
     videoTokenId: typeof videoTokenId === "number" ? videoTokenId : undefined,
     visionStartTokenId: tokenId("vision_start_token_id"),
     visionEndTokenId: tokenId("vision_end_token_id"),
+    tieWordEmbeddings: tie,
     vision: parseVision(json.vision_config, hiddenSize, source, missing),
   };
 }

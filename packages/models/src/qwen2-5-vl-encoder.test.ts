@@ -133,6 +133,16 @@ describe("parseQwen25VLConfig", () => {
     });
   });
 
+  it("reads tie_word_embeddings (Qwen2.5-VL-3B ties lm_head to the input table), default false", () => {
+    expect(parseQwen25VLConfig(legacy7B).tieWordEmbeddings).toBe(false);
+    expect(parseQwen25VLConfig({ ...legacy7B, tie_word_embeddings: true }).tieWordEmbeddings).toBe(true);
+    const nestedTied = nested({ ...legacy7B, tie_word_embeddings: true });
+    expect(parseQwen25VLConfig(nestedTied).tieWordEmbeddings).toBe(true);
+    expect(() => parseQwen25VLConfig({ ...legacy7B, tie_word_embeddings: "yes" })).toThrow(
+      /tie_word_embeddings/,
+    );
+  });
+
   it("reads the nested text_config layout to the same config, text_config winning over the top level", () => {
     expect(parseQwen25VLConfig(nested(legacy7B))).toEqual(parseQwen25VLConfig(legacy7B));
     // Both at once (what transformers ≥ 4.52 writes): text_config is authoritative.
@@ -442,6 +452,66 @@ describe.each(fixtures.map((f) => [f.name, f] as const))("Qwen2.5-VL encoder vs 
     expect(() => build(source(missing))).toThrow(WeightError);
     expect(() => build(source(missing))).toThrow(new RegExp(`"${missing.replaceAll(".", "\\.")}".*missing`));
     expect(() => build(memoryWeightSource(new Map()))).toThrow(/no Qwen2.5-VL vision tower/);
+  });
+
+  it("applies lm_head at the last token or at given positions: lm_head(hidden_states[-1]) to fp32 rounding", async () => {
+    const [b, l] = sizes();
+    const px = tensor("in.pixel_values");
+    const hidden = tensor("out.hidden_states_last").data;
+    const d = config.hiddenSize;
+    const host = (w: Float32Array, row: number) =>
+      Float64Array.from({ length: config.vocabSize }, (_, v) => {
+        let s = 0;
+        for (let j = 0; j < d; j++) s += w[v * d + j]! * hidden[row * d + j]!;
+        return s;
+      });
+    const run = async (at: "last" | "input", cfg = config, source = weights) => {
+      const g = new Graph("qwen2_5_vl_logits");
+      const positions = at === "input" ? g.input("answer_at", "int64", [b]) : "last";
+      const out = buildQwen25VLEncoder(
+        g,
+        cfg,
+        source,
+        {
+          inputIds: g.input("input_ids", "int64", [b, l]),
+          pixelValues: g.input("pixel_values", "float32", px.shape),
+          imageGrids: grids(),
+          positionIds: ropeIndex().positionIds,
+        },
+        { logitsAt: positions },
+      );
+      expect(out.logits!.shape).toEqual([b, cfg.vocabSize]);
+      const session = await compile(g, { outputs: { logits: out.logits! } });
+      try {
+        const { attention_mask: _, ...rest } = feeds();
+        const all =
+          at === "input"
+            ? { ...rest, answer_at: BigInt64Array.from({ length: b }, () => BigInt(l - 2)) }
+            : rest;
+        return (await session.run(all)).logits as Float32Array;
+      } finally {
+        await session.dispose();
+      }
+    };
+    const head = fp32.get("lm_head.weight")!.data;
+    const last = relativeL2(await run("last"), host(head, l - 1));
+    const given = relativeL2(await run("input"), host(head, l - 2));
+    // Tied embeddings (Qwen2.5-VL-3B): without lm_head.weight the input table is the output embedding.
+    const tied = memoryWeightSource(
+      new Map(
+        [...fp32]
+          .filter(([n]) => n !== "lm_head.weight")
+          .map(([n, t]) => [n, { dtype: "float32", shape: t.shape, data: t.data }]),
+      ),
+    );
+    const tiedErr = relativeL2(
+      await run("last", { ...config, tieWordEmbeddings: true }, tied),
+      host(fp32.get("model.embed_tokens.weight")!.data, l - 1),
+    );
+    console.log(`${fixture.name}: lm_head logits relative L2`, { last, given, tied: tiedErr });
+    for (const e of [last, given, tiedErr]) expect(e).toBeLessThan(FP32_PARITY);
+    expect(relativeL2(await run("last"), host(head, l - 2))).toBeGreaterThan(1e-2);
+    await expect(run("last", config, tied)).rejects.toThrow(/lm_head\.weight/);
   });
 
   it("stacks a batch: the fixture's rows twice over, with the images twice over, give the reference twice", async () => {

@@ -46,6 +46,17 @@ export interface Qwen25VLEncoderOptions {
   keyPrefixes?: { visual: string; text: string };
   /** Module-path prefix of the nodes. */
   scope?: string;
+  /**
+   * Also apply `lm_head` at one token per row and return its logits: "last" (position L − 1, the answer
+   * position of a left-aligned prompt with no right padding), or an int64/int32 [B] graph input holding each
+   * row's position (right-padded rows). Only those rows go through the [vocab, hidden] matmul.
+   */
+  logitsAt?: "last" | Tensor | undefined;
+  /**
+   * Key of the output embedding (default "lm_head.weight"); when the weights lack it and the config ties the
+   * embeddings (`tie_word_embeddings`, Qwen2.5-VL-3B), the input embedding table is used.
+   */
+  lmHeadKey?: string;
 }
 
 export interface Qwen25VLEncoderOutput {
@@ -53,13 +64,16 @@ export interface Qwen25VLEncoderOutput {
   lastHiddenState: Tensor;
   /** The vision tower's output [P / merge², hidden] when `pixelValues` is given. */
   imageEmbeds?: Tensor | undefined;
+  /** `lm_head(hidden_states[-1])` [B, vocab] in float32 at the positions of `logitsAt`, when asked. */
+  logits?: Tensor | undefined;
 }
 
 /**
  * transformers' `Qwen2_5_VLForConditionalGeneration(input_ids, attention_mask, pixel_values, image_grid_thw,
  * output_hidden_states=True).hidden_states[-1]` as a graph: the vision tower (`buildQwen25VLVision`), its
  * embeddings scattered over the `<|image_pad|>` tokens in order, then the causal Qwen2 decoder (GQA with q/k/v
- * bias, M-RoPE in rotate-half form, SwiGLU) and the final RMSNorm. No KV cache, video or lm_head.
+ * bias, M-RoPE in rotate-half form, SwiGLU) and the final RMSNorm; with `logitsAt`, `lm_head` at one position
+ * per row (the next-token logits there). No KV cache or video.
  */
 export function buildQwen25VLEncoder(
   g: Graph,
@@ -96,8 +110,39 @@ export function buildQwen25VLEncoder(
       h = g.scope(name, () => decoderLayer(ctx, config, name, h, rope, mask));
     }
     const lastHiddenState = qwenRmsNorm(ctx, `${t}norm`, h, config.rmsNormEps);
-    return { lastHiddenState, imageEmbeds };
+    if (options.logitsAt === undefined) return { lastHiddenState, imageEmbeds };
+    const logits = g.scope("lm_head", () => {
+      const rows = pickRows(lastHiddenState, options.logitsAt!);
+      const key = options.lmHeadKey ?? "lm_head.weight";
+      let w: Tensor;
+      if (ctx.weights.has(key) || !config.tieWordEmbeddings) {
+        w = ctx.weights.get(key, [config.vocabSize, d]);
+      } else {
+        w = table;
+      }
+      return ops.cast(nn.linear(rows, w), "float32");
+    });
+    return { lastHiddenState, imageEmbeds, logits };
   });
+}
+
+/** hidden [B, L, d] → [B, d]: row b at position L − 1 ("last") or at `positions[b]`. */
+function pickRows(hidden: Tensor, at: "last" | Tensor): Tensor {
+  const g = hidden.graph;
+  const [batch, length, d] = hidden.shape as [number, number, number];
+  if (at === "last") return ops.reshape(ops.slice(hidden, [length - 1], [length], [1]), [batch, d]);
+  if (at.rank !== 1 || at.shape[0] !== batch || (at.dtype !== "int64" && at.dtype !== "int32")) {
+    throw new GraphError(
+      `buildQwen25VLEncoder: logitsAt must be an int64 [${batch}] tensor of positions, got ${at.dtype} ${fmt(at.shape)}`,
+    );
+  }
+  const offsets = g.constant(
+    BigInt64Array.from({ length: batch }, (_, b) => BigInt(b * length)),
+    [batch],
+    "int64",
+  );
+  const flat = ops.reshape(hidden, [batch * length, d]);
+  return ops.gather(flat, ops.add(ops.cast(at, "int64"), offsets), 0);
 }
 
 /**

@@ -63,10 +63,38 @@ export {
   type MllmJudgeReward,
   type MllmJudgeStats,
 } from "./mllm-judge-reward.js";
+export { type ChatTemplate, loadChatTemplate, parseChatTemplate } from "./qwen-vl-chat.js";
+export {
+  createQwenVLJudge,
+  openQwenVLJudge,
+  type PreparedQwenVLPrompt,
+  type QwenVLJudge,
+  type QwenVLJudgeOptions,
+  type QwenVLJudgeParts,
+  type QwenVLJudgeStats,
+  type QwenVLLogits,
+  type QwenVLPrompt,
+  rankLogits,
+} from "./qwen-vl-judge.js";
+export {
+  createQwenVLJudgeReward,
+  judgeMessages,
+  type QwenVLJudgeRaw,
+  type QwenVLJudgeReward,
+  type QwenVLJudgeRewardOptions,
+  type QwenVLJudgeRewardStats,
+  qwenVLJudgeModel,
+} from "./qwen-vl-judge-reward.js";
+export {
+  type QwenVLJudgeReplicaOptions,
+  REPLICA_DIGIT_LEAN,
+  writeQwenVLJudgeReplica,
+} from "./qwen-vl-replica.js";
 export {
   createRewardFromSpec,
   mllmOptionsFromSpec,
   parseRewardSpec,
+  qwenVLOptionsFromSpec,
   type RewardFactory,
   type RewardSpecPart,
 } from "./reward-spec.js";

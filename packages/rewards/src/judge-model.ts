@@ -11,6 +11,7 @@
  */
 import type { RgbImage } from "@edit-r1/core";
 import type { ChatMessage } from "./chat-types.js";
+import type { TokenLogprob } from "./score.js";
 
 export interface JudgeModelRequest {
   /** The model id the client asked for. */
@@ -41,6 +42,17 @@ export interface JudgeAnswer {
    * not sum to 1: they are renormalised, as if these were the only tokens with mass.
    */
   distribution?: readonly number[] | Readonly<Record<string, number>>;
+  /**
+   * A real model's answer instead: the log-probabilities of its likeliest tokens at the generated token, over
+   * the whole vocabulary, written as given (not renormalised) in that order, as many as the request's
+   * `top_logprobs` asks for. `text` is then exactly that one token (default: the first of these) and must be
+   * among them. Takes precedence over `distribution`.
+   */
+  logprobs?: readonly TokenLogprob[];
+  /** Why generation ended. Default "stop", or "length" when max_tokens cut the text. */
+  finishReason?: "stop" | "length";
+  /** The prompt's length in tokens, for `usage`; estimated when absent. */
+  promptTokens?: number;
   /** Wait this long before answering (tests of slow judges). */
   delayMs?: number;
 }

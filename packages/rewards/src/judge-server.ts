@@ -219,7 +219,30 @@ function bytesOf(token: string): number[] {
   return [...Buffer.from(token, "utf8")];
 }
 
-/** Builds the completion body: text, per-token logprobs, and the distribution on the last token. */
+/**
+ * The answer's candidates for its last token as (token, logprob), likeliest first: a real model's logprobs
+ * as given, or a distribution's probabilities renormalised and logged (−9999 for zero mass).
+ */
+function rankedCandidates(answer: JudgeAnswer): Array<[string, number]> {
+  if (answer.logprobs) {
+    const ranked = answer.logprobs.map(({ token, logprob }): [string, number] => {
+      if (typeof token !== "string" || typeof logprob !== "number" || Number.isNaN(logprob) || logprob > 0) {
+        throw new HttpError(
+          500,
+          `judge model gave token ${JSON.stringify(token)} the logprob ${logprob}; logprobs must be numbers ≤ 0`,
+          "server_error",
+        );
+      }
+      return [token, Math.max(logprob, NEG_INF_LOGPROB)];
+    });
+    return ranked.sort((a, b) => b[1] - a[1]);
+  }
+  return distributionEntries(answer.distribution)
+    .sort((a, b) => b[1] - a[1])
+    .map(([t, p]) => [t, logOf(p)]);
+}
+
+/** Builds the completion body: text, per-token logprobs, and the candidates on the last token. */
 function completionFor(
   request: ChatCompletionRequest,
   answer: JudgeAnswer,
@@ -228,7 +251,7 @@ function completionFor(
   topLogprobs: number,
   promptTokens: number,
 ): ChatCompletionResponse {
-  const dist = distributionEntries(answer.distribution).sort((a, b) => b[1] - a[1]);
+  const dist = rankedCandidates(answer);
   const text = answer.text ?? dist[0]?.[0];
   if (text === undefined) {
     throw new HttpError(
@@ -237,7 +260,8 @@ function completionFor(
       "server_error",
     );
   }
-  const pieces = tokenise(text);
+  // A model's answer is one real token; a distribution judge's text is split into token-like pieces.
+  const pieces = answer.logprobs ? [text] : tokenise(text);
   const kept = pieces.slice(0, maxTokens);
   if (dist.length > 0 && pieces.length > 0 && !dist.some(([t]) => t === pieces[pieces.length - 1])) {
     throw new HttpError(
@@ -250,14 +274,14 @@ function completionFor(
   if (logprobs) {
     content = kept.map((token, i) => {
       if (i === pieces.length - 1 && dist.length > 0) {
-        const p = dist.find(([t]) => t === token)?.[1] ?? 0;
+        const lp = dist.find(([t]) => t === token)?.[1] ?? NEG_INF_LOGPROB;
         return {
           token,
-          logprob: logOf(p),
+          logprob: lp,
           bytes: bytesOf(token),
           top_logprobs: dist
             .slice(0, topLogprobs)
-            .map(([t, q]) => ({ token: t, logprob: logOf(q), bytes: bytesOf(t) })),
+            .map(([t, q]) => ({ token: t, logprob: q, bytes: bytesOf(t) })),
         };
       }
       // Tokens without a distribution were certain for this judge.
@@ -279,7 +303,7 @@ function completionFor(
         index: 0,
         message: { role: "assistant", content: kept.join("") },
         logprobs: logprobs ? { content } : null,
-        finish_reason: kept.length < pieces.length ? "length" : "stop",
+        finish_reason: answer.finishReason ?? (kept.length < pieces.length ? "length" : "stop"),
       },
     ],
     usage: {
@@ -383,7 +407,10 @@ export async function startJudgeServer(options: JudgeServerOptions): Promise<Jud
     }
     if (signal.aborted) return;
     // A crude prompt-token count: OpenAI clients expect usage, nothing here depends on it.
-    const promptTokens = tokenise(text).length + images.length * 256;
+    const promptTokens =
+      "fault" in reply || reply.promptTokens === undefined
+        ? tokenise(text).length + images.length * 256
+        : reply.promptTokens;
     if ("fault" in reply) {
       switch (reply.fault) {
         case "status": {

@@ -7,6 +7,7 @@
  *   mllm:http://127.0.0.1:8000/v1?model=Qwen2.5-VL-32B-Instruct
  *   mllm?mode=yes-no                       (URL, model and key from EDIT_R1_JUDGE_*)
  *   0.8*mllm:http://h:8000/v1,0.2*shapes   (weighted sum; weights are relative)
+ *   qwen-vl:Qwen/Qwen2.5-VL-7B-Instruct?device=cuda&dtype=float16   (the judge in process)
  *
  * Everything after "?" configures our reward, not the server URL. Keys never go into specs (they end up
  * in logs): the key comes from EDIT_R1_JUDGE_API_KEY, or from the variable named by apiKeyEnv=NAME.
@@ -17,6 +18,7 @@ import { JudgeConfigError } from "./errors.js";
 import type { ImageFormat } from "./image-data-url.js";
 import type { Env } from "./judge-settings.js";
 import { createMllmJudgeReward, type MllmJudgeOptions } from "./mllm-judge-reward.js";
+import { createQwenVLJudgeReward, type QwenVLJudgeRewardOptions } from "./qwen-vl-judge-reward.js";
 import { JUDGE_MODES, type JudgeMode } from "./templates.js";
 
 export interface RewardSpecPart {
@@ -141,8 +143,83 @@ export function mllmOptionsFromSpec(part: RewardSpecPart, env: Env = process.env
   };
 }
 
+const QWEN_VL_OPTIONS = [
+  "name",
+  "id",
+  "mode",
+  "device",
+  "dtype",
+  "threads",
+  "batch",
+  "bucket",
+  "sessions",
+  "topLogprobs",
+  "image",
+  "format",
+  "quality",
+  "maxSide",
+  "cache",
+] as const;
+
 /**
- * Builds the reward a spec describes. `mllm` is built in; other kinds (e.g. the CLI's `shapes`) come from
+ * The options a `qwen-vl:<folder or repo>` spec part stands for (the in-process Qwen2.5-VL judge): `device`
+ * (cpu|cuda), `dtype` (float32|float16), `threads`, `batch` (prompts per forward), `bucket` (token rows
+ * padded to a multiple), `sessions` (compiled shapes kept), `id` (the served model id), `mode`, `name`,
+ * `topLogprobs`, `cache` (on|off), and what the judge sees of the images: `image=http` (default: the HTTP
+ * judge's encoding, tuned by `format`, `quality`, `maxSide`) or `image=exact` (the pixels as they are).
+ */
+export function qwenVLOptionsFromSpec(part: RewardSpecPart): QwenVLJudgeRewardOptions {
+  for (const key of Object.keys(part.options)) {
+    if (!(QWEN_VL_OPTIONS as readonly string[]).includes(key)) {
+      throw new JudgeConfigError(
+        `reward spec option "${key}" is unknown for qwen-vl; known options: ${QWEN_VL_OPTIONS.join(", ")}`,
+      );
+    }
+  }
+  const o = part.options;
+  if (!part.target) {
+    throw new JudgeConfigError(
+      `reward spec "${part.kind}" needs the model: qwen-vl:<folder or Hub repo id>, e.g. qwen-vl:Qwen/Qwen2.5-VL-7B-Instruct`,
+    );
+  }
+  const oneOf = <T extends string>(key: string, allowed: readonly T[]): T | undefined => {
+    const v = o[key];
+    if (v !== undefined && !allowed.includes(v as T)) {
+      throw new JudgeConfigError(`reward spec ${key}=${v} must be one of ${allowed.join(", ")}`);
+    }
+    return v as T | undefined;
+  };
+  const mode = oneOf("mode", JUDGE_MODES);
+  const device = oneOf("device", ["cpu", "cuda"] as const);
+  const dtype = oneOf("dtype", ["float32", "float16"] as const);
+  const image = oneOf("image", ["http", "exact"] as const);
+  const cache = oneOf("cache", ["on", "off", "true", "false"] as const);
+  return {
+    name: part.name,
+    model: part.target,
+    ...(o.id !== undefined ? { id: o.id } : {}),
+    mode,
+    device,
+    dtype,
+    threads: numberOption(part, "threads"),
+    batchSize: numberOption(part, "batch"),
+    lengthBucket: numberOption(part, "bucket"),
+    maxSessions: numberOption(part, "sessions"),
+    topLogprobs: numberOption(part, "topLogprobs"),
+    image:
+      image === "exact"
+        ? false
+        : {
+            format: o.format as ImageFormat | undefined,
+            quality: numberOption(part, "quality"),
+            maxSide: numberOption(part, "maxSide"),
+          },
+    cache: cache === undefined ? undefined : cache === "on" || cache === "true",
+  };
+}
+
+/**
+ * Builds the reward a spec describes. `mllm` and `qwen-vl` are built in; other kinds (e.g. the CLI's `shapes`) come from
  * `factories`. A single part of weight 1 is returned as is; several are composed.
  */
 export async function createRewardFromSpec(
@@ -152,6 +229,7 @@ export async function createRewardFromSpec(
   const env = options.env ?? process.env;
   const factories: Record<string, RewardFactory> = {
     mllm: (part) => createMllmJudgeReward(mllmOptionsFromSpec(part, env)),
+    "qwen-vl": (part) => createQwenVLJudgeReward(qwenVLOptionsFromSpec(part)),
     ...options.factories,
   };
   const parts = parseRewardSpec(spec);

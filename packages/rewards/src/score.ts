@@ -31,7 +31,10 @@ export function scoreDistribution(candidates: readonly TokenLogprob[], max = 5):
   if (best.size === 0 || !Number.isFinite(top)) return undefined;
   const p = new Array<number>(max + 1).fill(0);
   let z = 0;
-  for (const [k, lp] of best) {
+  // Digit order, whatever order the candidates came in: the same logprobs always give the same bits.
+  for (let k = 0; k <= max; k++) {
+    const lp = best.get(k);
+    if (lp === undefined) continue;
     p[k] = Math.exp(lp - top);
     z += p[k];
   }

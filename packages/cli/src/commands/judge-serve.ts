@@ -1,25 +1,69 @@
-import { createShapesJudgeModel, type JudgeModel, startJudgeServer } from "@edit-r1/rewards";
+import { mkdir, readdir, stat } from "node:fs/promises";
+import { resolve } from "node:path";
+import {
+  createShapesJudgeModel,
+  type JudgeModel,
+  openQwenVLJudge,
+  parseRewardSpec,
+  qwenVLJudgeModel,
+  qwenVLOptionsFromSpec,
+  startJudgeServer,
+  writeQwenVLJudgeReplica,
+} from "@edit-r1/rewards";
 import { UsageError } from "../args.js";
-import { type CommandContext, intFlag, stringFlag } from "../context.js";
+import { type CommandContext, intFlag, requireFlag, stringFlag } from "../context.js";
 
 const JUDGE_MODELS: Record<string, () => JudgeModel> = {
   shapes: () => createShapesJudgeModel("shapes"),
 };
 
-/** `edit-r1 judge serve`: a local judge behind the OpenAI-compatible API, until Ctrl-C. */
+/**
+ * One `--model` entry: a built-in judge name, or `qwen-vl:<folder or Hub repo>[?device=…&dtype=…&id=…]` (the
+ * Qwen2.5-VL judge in process; `--device` / `--dtype` fill in what the entry leaves out).
+ */
+async function openModel(ctx: CommandContext, entry: string): Promise<JudgeModel> {
+  const make = JUDGE_MODELS[entry];
+  if (make) return make();
+  if (/^qwen-vl(:|\?|$)/i.test(entry)) {
+    const [part] = parseRewardSpec(entry);
+    const options = qwenVLOptionsFromSpec(part!);
+    const device = stringFlag(ctx, "device");
+    if (device !== undefined && device !== "cpu" && device !== "cuda")
+      throw new UsageError(`--device ${device}: use cpu or cuda.`);
+    const dtype = stringFlag(ctx, "dtype");
+    if (dtype !== undefined && dtype !== "float32" && dtype !== "float16")
+      throw new UsageError(`--dtype ${dtype}: use float32 or float16.`);
+    const judge = await openQwenVLJudge(options.model as string, {
+      ...options,
+      device: options.device ?? (device as "cpu" | "cuda" | undefined),
+      dtype: options.dtype ?? (dtype as "float32" | "float16" | undefined),
+      hub: { env: ctx.env },
+    });
+    return qwenVLJudgeModel(judge);
+  }
+  throw new UsageError(
+    `Unknown judge model "${entry}". Local judge models: ${Object.keys(JUDGE_MODELS).join(", ")}, ` +
+      "or qwen-vl:<folder or Hub repo id> for a Qwen2.5-VL checkpoint.",
+  );
+}
+
+/** `edit-r1 judge serve` (a local judge behind the OpenAI-compatible API, until Ctrl-C) and `judge replica`. */
 export async function judgeServe(ctx: CommandContext): Promise<number> {
   const [sub] = ctx.positionals;
+  if (sub === "replica") return judgeReplica(ctx);
   if (sub !== "serve")
-    throw new UsageError(`Unknown judge subcommand "${sub ?? ""}". Did you mean "judge serve"?`);
-  const names = (stringFlag(ctx, "model") ?? "shapes").split(",");
-  const models = names.map((n) => {
-    const make = JUDGE_MODELS[n];
-    if (!make)
-      throw new UsageError(
-        `Unknown judge model "${n}". Local judge models: ${Object.keys(JUDGE_MODELS).join(", ")}.`,
-      );
-    return make();
-  });
+    throw new UsageError(
+      `Unknown judge subcommand "${sub ?? ""}". Did you mean "judge serve" or "judge replica"?`,
+    );
+  const entries = (stringFlag(ctx, "model") ?? "shapes").split(",");
+  const models: JudgeModel[] = [];
+  try {
+    for (const entry of entries) models.push(await openModel(ctx, entry.trim()));
+  } catch (err) {
+    await Promise.all(models.map((m) => m.close?.()));
+    throw err;
+  }
+  const names = models.map((m) => m.id);
   const keyEnv = stringFlag(ctx, "api-key-env");
   const apiKey = keyEnv ? ctx.env[keyEnv] : undefined;
   if (keyEnv && !apiKey) throw new UsageError(`--api-key-env names ${keyEnv}, which is not set.`);
@@ -36,5 +80,24 @@ export async function judgeServe(ctx: CommandContext): Promise<number> {
   });
   await server.close();
   ctx.err("judge stopped");
+  return 0;
+}
+
+/** `edit-r1 judge replica --out DIR [--seed N] [--force]`: a tiny random Qwen2.5-VL judge for smoke runs. */
+async function judgeReplica(ctx: CommandContext): Promise<number> {
+  const outFlag = requireFlag(ctx, "out", "the folder to write the judge replica into");
+  const out = resolve(outFlag);
+  const existing = await stat(out).catch(() => undefined);
+  if (existing && !existing.isDirectory()) throw new UsageError(`--out ${outFlag} is a file; name a folder.`);
+  if (existing && (await readdir(out)).length > 0 && ctx.values.force !== true)
+    throw new UsageError(
+      `--out ${outFlag} is not empty; choose a new folder, or pass --force to write into it.`,
+    );
+  await mkdir(out, { recursive: true });
+  await writeQwenVLJudgeReplica(out, { seed: intFlag(ctx, "seed") ?? 0 });
+  ctx.out(`wrote a tiny random Qwen2.5-VL judge to ${out}`);
+  ctx.out(
+    `score with it: edit-r1 train --reward qwen-vl:${out}   or serve it: edit-r1 judge serve --model qwen-vl:${out}`,
+  );
   return 0;
 }

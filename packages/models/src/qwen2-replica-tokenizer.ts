@@ -1,8 +1,10 @@
 /**
- * The tokenizer files of a tiny Qwen-Image-Edit replica: a small byte-level BPE of our own (the 256 byte
- * tokens, then a few merges) plus the Qwen2.5 added tokens, written as the real repository writes them —
- * `processor/` with tokenizer.json (what the edit pipelines and @huggingface/tokenizers read) and `tokenizer/`
- * with vocab.json + merges.txt only (the slow Qwen2Tokenizer's files; the real folder has no tokenizer.json).
+ * The tokenizer files of tiny Qwen2 / Qwen2.5-VL replicas (the Qwen-Image-Edit text encoder, the Qwen2.5-VL
+ * judge): a small byte-level BPE of our own (the 256 byte tokens, then a few merges) plus the Qwen2.5 added
+ * tokens, in the formats the real repositories write — tokenizer.json (Qwen2TokenizerFast, what
+ * @huggingface/tokenizers reads), vocab.json + merges.txt (the slow Qwen2Tokenizer), tokenizer_config.json,
+ * special_tokens_map.json and a chat template. The byte tokens come in GPT-2's order, so the digits "0"…"9"
+ * are ids 15…24 as in the real Qwen vocabulary.
  */
 
 /** The Qwen2.5 added tokens, in their id order (the real ids are 151643 + index), and whether each is special. */
@@ -91,7 +93,7 @@ export interface ReplicaVocabulary {
   size: number;
 }
 
-export function replicaVocabulary(): ReplicaVocabulary {
+export function qwen2ReplicaVocabulary(): ReplicaVocabulary {
   const vocab: Record<string, number> = {};
   let next = 0;
   for (const c of byteLevelAlphabet()) vocab[c] = next++;
@@ -122,7 +124,7 @@ export function replicaVocabulary(): ReplicaVocabulary {
 const byteLevel = { type: "ByteLevel", add_prefix_space: false, trim_offsets: false, use_regex: false };
 
 /** The tokenizer.json of the replica's processor/ folder (Qwen2TokenizerFast's format). */
-export function replicaTokenizerJson(v: ReplicaVocabulary): Record<string, unknown> {
+export function qwen2ReplicaTokenizerJson(v: ReplicaVocabulary): Record<string, unknown> {
   return {
     version: "1.0",
     truncation: null,
@@ -172,7 +174,10 @@ const addedEntry = (content: string) => ({
 });
 
 /** tokenizer_config.json (both folders; the processor's also names its processor class). */
-export function replicaTokenizerConfig(v: ReplicaVocabulary, processor: boolean): Record<string, unknown> {
+export function qwen2ReplicaTokenizerConfig(
+  v: ReplicaVocabulary,
+  processor: boolean,
+): Record<string, unknown> {
   return {
     add_bos_token: false,
     add_prefix_space: false,
@@ -197,7 +202,7 @@ export function replicaTokenizerConfig(v: ReplicaVocabulary, processor: boolean)
   };
 }
 
-export function replicaSpecialTokensMap(): Record<string, unknown> {
+export function qwen2ReplicaSpecialTokensMap(): Record<string, unknown> {
   return {
     additional_special_tokens: SPECIAL_TOKEN_LIST,
     eos_token: addedEntry("<|im_end|>"),
@@ -206,7 +211,7 @@ export function replicaSpecialTokensMap(): Record<string, unknown> {
 }
 
 /** merges.txt as the slow tokenizer reads it. */
-export function replicaMergesTxt(v: ReplicaVocabulary): string {
+export function qwen2ReplicaMergesTxt(v: ReplicaVocabulary): string {
   return `#version: 0.2\n${v.merges.join("\n")}\n`;
 }
 
@@ -216,7 +221,7 @@ export function replicaMergesTxt(v: ReplicaVocabulary): string {
  * wrapped in <|im_start|>role\n … <|im_end|>\n, and a default system message comes first when none is given.
  * No newline follows a block tag, so it renders the same with or without Jinja's trim_blocks.
  */
-export const REPLICA_CHAT_TEMPLATE =
+export const QWEN2_REPLICA_CHAT_TEMPLATE =
   "{% for message in messages %}" +
   "{% if loop.first and message['role'] != 'system' %}" +
   "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n" +
