@@ -4,6 +4,7 @@ import { type ComputeDType, EDIT_R1_LORA_TARGETS } from "@edit-r1/models";
 import { type LoadFluxKontextOptions, loadFluxKontext } from "./flux-kontext-editor.js";
 import { type LoadFluxKontextPolicyOptions, loadFluxKontextPolicy } from "./flux-kontext-policy.js";
 import { PREFERRED_KONTEXT_RESOLUTIONS } from "./kontext-resolution.js";
+import { writeFluxKontextReplica } from "./replica.js";
 
 /** The Hub repository loaded when no --model is given. */
 export const FLUX_KONTEXT_REPO = "black-forest-labs/FLUX.1-Kontext-dev";
@@ -63,6 +64,8 @@ export function createFluxKontextAdapter(settings: FluxKontextAdapterSettings = 
         "tokenizer_2/*",
         "scheduler/*",
       ],
+      // A tiny random FLUX.1-Kontext-dev in the same diffusers layout (`edit-r1 replica --adapter flux-kontext`).
+      writeReplica: (dir, options) => writeFluxKontextReplica(dir, { seed: options.seed ?? 0 }),
     },
     loadEditor: (options = {}) => {
       const resolution = options.resolution;

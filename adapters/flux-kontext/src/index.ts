@@ -30,3 +30,13 @@ export {
   loadFluxKontextPolicy,
 } from "./flux-kontext-policy.js";
 export { kontextInputSize, PREFERRED_KONTEXT_RESOLUTIONS, type Resolution } from "./kontext-resolution.js";
+export {
+  autoencoderKLWeightShapes,
+  clipTextWeightShapes,
+  FLUX_KONTEXT_MODEL_INDEX,
+  FLUX_KONTEXT_SCHEDULER_CONFIG,
+  type FluxKontextReplicaOptions,
+  fluxTransformerWeightShapes,
+  t5EncoderWeightShapes,
+  writeFluxKontextReplica,
+} from "./replica.js";

@@ -455,9 +455,7 @@ export class QwenImageEditEditor implements Editor {
           : undefined,
       },
     );
-    // Every module and factor shape of the file against the graph's, before a feed could fail on one.
-    if (lora)
-      checkLoraCoverage(lora, Object.fromEntries(factors.map((p) => [p.key, p.input.shape])), "Qwen-Image");
+    if (lora) checkLoraCoverage(lora, new Set(factors.map((p) => p.key)), "Qwen-Image");
     return { g, outputs: { velocity } };
   }
 

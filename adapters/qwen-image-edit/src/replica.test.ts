@@ -2,6 +2,7 @@ import { readdirSync, readFileSync, statSync } from "node:fs";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
+import { checkpointShapes, keyPatterns as patterns, readKeyList } from "@edit-r1/adapter-kit";
 import { flowScheduleConfigFromDiffusers } from "@edit-r1/core";
 import { closeDefaultRuntime, compile, Graph, openSafetensors } from "@edit-r1/engine";
 import {
@@ -30,23 +31,10 @@ type Json = Record<string, unknown>;
 
 const TEST_DATA = join(import.meta.dirname, "..", "test-data");
 
-/** A key list from reference/keys/: "# name config={…}" then "key\t[shape]" lines. */
-function referenceKeys(file: string): { config: Json; shapes: WeightShapes } {
-  const lines = readFileSync(join(TEST_DATA, file), "utf8").split("\n");
-  const config = JSON.parse(/config=(\{.*\})$/.exec(lines[0]!)![1]!) as Json;
-  const shapes: WeightShapes = new Map();
-  for (const line of lines) {
-    if (!line || line.startsWith("#")) continue;
-    const [key, shape] = line.split("\t");
-    shapes.set(key!, JSON.parse(shape!) as number[]);
-  }
-  return { config, shapes };
-}
+/** A key list from reference/keys/, copied into test-data/. */
+const referenceKeys = (file: string) => readKeyList(join(TEST_DATA, file));
 
 const sorted = (m: WeightShapes) => [...m].sort(([a], [b]) => (a < b ? -1 : 1));
-/** Key names with every block / layer index replaced by N: equal sets mean "the same names modulo counts". */
-const patterns = (keys: Iterable<string>) =>
-  [...new Set([...keys].map((k) => k.replace(/\.\d+\./g, ".N.")))].sort();
 
 function filesUnder(root: string, dir = root): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
@@ -55,12 +43,6 @@ function filesUnder(root: string, dir = root): string[] {
 }
 
 const readJson = async (path: string) => JSON.parse(await readFile(path, "utf8")) as Json;
-
-/** Every tensor of a checkpoint (a .safetensors file or an index) by name → shape, checked through the index. */
-async function checkpointShapes(path: string): Promise<WeightShapes> {
-  const ckpt = await openSafetensors(path);
-  return new Map(ckpt.names().map((n) => [n, [...ckpt.tensors.get(n)!.shape]]));
-}
 
 const roots: string[] = [];
 async function replica(options: Parameters<typeof writeQwenImageEditReplica>[1] = {}): Promise<string> {
@@ -76,15 +58,15 @@ afterAll(async () => {
 });
 
 describe("the weight keys match the released checkpoints", () => {
-  it("the transformer builder's keys and shapes at the released config are exactly Qwen-Image-Edit's", () => {
-    const ref = referenceKeys("qwen_image_edit_transformer.txt");
+  it("the transformer builder's keys and shapes at the released config are exactly Qwen-Image-Edit's", async () => {
+    const ref = await referenceKeys("qwen_image_edit_transformer.txt");
     const derived = qwenImageTransformerWeightShapes(parseQwenImageTransformerConfig(ref.config));
     expect(derived.size).toBe(1933);
     expect(sorted(derived)).toEqual(sorted(ref.shapes));
   });
 
-  it("the VAE builders' keys (plus the temporal convs) at the released config are exactly the Qwen-Image VAE's", () => {
-    const ref = referenceKeys("qwen_image_vae.txt");
+  it("the VAE builders' keys (plus the temporal convs) at the released config are exactly the Qwen-Image VAE's", async () => {
+    const ref = await referenceKeys("qwen_image_vae.txt");
     const derived = qwenImageVaeWeightShapes(parseAutoencoderKLQwenImageConfig(ref.config));
     expect(derived.size).toBe(194);
     expect(sorted(derived)).toEqual(sorted(ref.shapes));
@@ -206,10 +188,10 @@ describe("writeQwenImageEditReplica", () => {
       join(dir, "transformer", "diffusion_pytorch_model.safetensors.index.json"),
     );
     expect(patterns(tf.keys())).toEqual(
-      patterns(referenceKeys("qwen_image_edit_transformer.txt").shapes.keys()),
+      patterns((await referenceKeys("qwen_image_edit_transformer.txt")).shapes.keys()),
     );
     const vae = await checkpointShapes(join(dir, "vae", "diffusion_pytorch_model.safetensors"));
-    expect(patterns(vae.keys())).toEqual(patterns(referenceKeys("qwen_image_vae.txt").shapes.keys()));
+    expect(patterns(vae.keys())).toEqual(patterns((await referenceKeys("qwen_image_vae.txt")).shapes.keys()));
     const text = await checkpointShapes(join(dir, "text_encoder", "model.safetensors.index.json"));
     const fixture = join(repositoryRoot(), "fixtures", "qwen2_5_vl-encoder", "weights.safetensors");
     expect(patterns(text.keys())).toEqual(patterns((await checkpointShapes(fixture)).keys()));

@@ -1,7 +1,13 @@
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { Rng } from "@edit-r1/core";
-import { Graph } from "@edit-r1/engine";
+import {
+  checkReplicaDType,
+  checkReplicaSeed,
+  recordWeightShapes,
+  replicaTensors,
+  writeReplicaSafetensors,
+  writeShardedSafetensors as writeSharded,
+} from "@edit-r1/adapter-kit";
 import {
   type AutoencoderKLQwenImageConfig,
   buildAutoencoderKLQwenImageDecoder,
@@ -16,11 +22,8 @@ import {
   qwen25VLWeightShapes,
   qwenImageTransformerInputs,
   QWEN2_REPLICA_CHAT_TEMPLATE as REPLICA_CHAT_TEMPLATE,
-  RecordingWeights,
-  type ReplicaTensor,
   qwen2ReplicaMergesTxt as replicaMergesTxt,
   qwen2ReplicaSpecialTokensMap as replicaSpecialTokensMap,
-  replicaTensor,
   qwen25VLReplicaConfig as replicaTextEncoderConfig,
   qwen2ReplicaTokenizerConfig as replicaTokenizerConfig,
   qwen2ReplicaTokenizerJson as replicaTokenizerJson,
@@ -28,8 +31,6 @@ import {
   replicaWeightValues,
   qwen2VLReplicaVideoPreprocessorConfig as videoPreprocessorConfig,
   type WeightShapes,
-  writeReplicaSafetensors,
-  writeShardedSafetensors as writeSharded,
 } from "@edit-r1/models";
 
 export { qwen25VLWeightShapes, replicaWeightValues, type WeightShapes };
@@ -135,18 +136,17 @@ function modelIndex(variant: QwenImageEditReplicaVariant): Json {
 
 /** The transformer weights a checkpoint of `config` holds: what buildQwenImageTransformer reads. */
 export function qwenImageTransformerWeightShapes(config: QwenImageTransformerConfig): WeightShapes {
-  const g = new Graph("qwen-image-transformer-keys");
-  const weights = new RecordingWeights(g);
-  const inputs = qwenImageTransformerInputs(g, config, {
-    batch: 1,
-    imgShapes: [
-      [1, 2, 2],
-      [1, 2, 2],
-    ],
-    textTokens: 2,
+  return recordWeightShapes("qwen-image-transformer-keys", (g, weights) => {
+    const inputs = qwenImageTransformerInputs(g, config, {
+      batch: 1,
+      imgShapes: [
+        [1, 2, 2],
+        [1, 2, 2],
+      ],
+      textTokens: 2,
+    });
+    buildQwenImageTransformer(g, config, weights, inputs);
   });
-  buildQwenImageTransformer(g, config, weights, inputs);
-  return weights.shapes;
 }
 
 /**
@@ -154,17 +154,17 @@ export function qwenImageTransformerWeightShapes(config: QwenImageTransformerCon
  * `time_conv` of each temporal resampler (stored in every release, unused for single frames).
  */
 export function qwenImageVaeWeightShapes(config: AutoencoderKLQwenImageConfig): WeightShapes {
-  const g = new Graph("qwen-image-vae-keys");
-  const weights = new RecordingWeights(g);
-  const side = 2 ** (config.dimMult.length - 1);
-  const image = g.input("image", "float32", [1, config.inputChannels, 1, side, side]);
-  const latent = g.input("latent", "float32", [1, config.zDim, 1, 1, 1]);
-  buildAutoencoderKLQwenImageEncoder(g, config, weights, image);
-  buildAutoencoderKLQwenImageDecoder(g, config, weights, latent);
+  const read = recordWeightShapes("qwen-image-vae-keys", (g, weights) => {
+    const side = 2 ** (config.dimMult.length - 1);
+    const image = g.input("image", "float32", [1, config.inputChannels, 1, side, side]);
+    const latent = g.input("latent", "float32", [1, config.zDim, 1, 1, 1]);
+    buildAutoencoderKLQwenImageEncoder(g, config, weights, image);
+    buildAutoencoderKLQwenImageDecoder(g, config, weights, latent);
+  });
   const temporalUp = [...config.temperalDownsample].reverse();
   const out: WeightShapes = new Map();
   let downStage = 0;
-  for (const [key, shape] of weights.shapes) {
+  for (const [key, shape] of read) {
     out.set(key, shape);
     const down = /^(encoder\.down_blocks\.\d+)\.resample\.1\.bias$/.exec(key);
     if (down && config.temperalDownsample[downStage++]) {
@@ -174,7 +174,7 @@ export function qwenImageVaeWeightShapes(config: AutoencoderKLQwenImageConfig): 
     }
     const up = /^(decoder\.up_blocks\.(\d+)\.upsamplers\.0)\.resample\.1\.bias$/.exec(key);
     if (up && temporalUp[Number(up[2])]) {
-      const c = weights.shapes.get(`${up[1]}.resample.1.weight`)![1]!;
+      const c = read.get(`${up[1]}.resample.1.weight`)![1]!;
       out.set(`${up[1]}.time_conv.weight`, [2 * c, c, 3, 1, 1]);
       out.set(`${up[1]}.time_conv.bias`, [2 * c]);
     }
@@ -188,19 +188,6 @@ const num = (json: Json, key: string): number => {
   return v;
 };
 
-function randomTensors(
-  component: string,
-  shapes: WeightShapes,
-  seed: number,
-  dtype: "bfloat16" | "float32",
-): [string, ReplicaTensor][] {
-  return [...shapes].map(([key, shape]) => {
-    // One stream per weight, so a weight's values depend on the seed and its name only.
-    const values = replicaWeightValues(key, shape, Rng.derive(seed, `${component}/${key}`));
-    return [key, replicaTensor(values, shape, dtype)];
-  });
-}
-
 /**
  * Writes a tiny random Qwen-Image-Edit (or -2509, `variant: "edit-plus"`) checkpoint into `dir` (created if
  * needed; files already there are overwritten) in the layout `openQwenImageEditModel` and diffusers read.
@@ -209,20 +196,14 @@ export async function writeQwenImageEditReplica(
   dir: string,
   options: QwenImageEditReplicaOptions = {},
 ): Promise<void> {
-  const seed = options.seed ?? 0;
-  if (!(Number.isInteger(seed) && seed >= 0)) {
-    throw new RangeError(`writeQwenImageEditReplica: seed must be a non-negative integer, got ${seed}`);
-  }
+  const seed = checkReplicaSeed("writeQwenImageEditReplica", options.seed);
   const variant = options.variant ?? "edit";
   if (variant !== "edit" && variant !== "edit-plus") {
     throw new RangeError(
       `writeQwenImageEditReplica: variant must be "edit" or "edit-plus", got "${variant}"`,
     );
   }
-  const dtype = options.dtype ?? "bfloat16";
-  if (dtype !== "bfloat16" && dtype !== "float32") {
-    throw new RangeError(`writeQwenImageEditReplica: dtype must be "bfloat16" or "float32", got "${dtype}"`);
-  }
+  const dtype = checkReplicaDType("writeQwenImageEditReplica", options.dtype);
   const sub = async (name: string) => {
     const p = join(dir, name);
     await mkdir(p, { recursive: true });
@@ -243,7 +224,7 @@ export async function writeQwenImageEditReplica(
     transformerDir,
     "diffusion_pytorch_model",
     "diffusion_pytorch_model.safetensors.index.json",
-    randomTensors("transformer", tfShapes, seed, dtype),
+    replicaTensors("transformer", tfShapes, seed, dtype),
   );
 
   const vaeDir = await sub("vae");
@@ -252,7 +233,7 @@ export async function writeQwenImageEditReplica(
   const vaeShapes = qwenImageVaeWeightShapes(parseAutoencoderKLQwenImageConfig(vaeJson));
   await writeReplicaSafetensors(
     join(vaeDir, "diffusion_pytorch_model.safetensors"),
-    randomTensors("vae", vaeShapes, seed, dtype),
+    replicaTensors("vae", vaeShapes, seed, dtype),
   );
 
   const textDir = await sub("text_encoder");
@@ -265,7 +246,7 @@ export async function writeQwenImageEditReplica(
     textDir,
     "model",
     "model.safetensors.index.json",
-    randomTensors("text_encoder", qwen25VLWeightShapes(textConfig), seed, dtype),
+    replicaTensors("text_encoder", qwen25VLWeightShapes(textConfig), seed, dtype),
   );
 
   const scheduler = await sub("scheduler");

@@ -43,24 +43,19 @@ export interface UniWorldLora {
   path: string;
   /** What the protocol records: the path given, or the released repository id. */
   source: string;
-  /** rank / alpha of the file (readLora's alpha: adapter_config.json, `.alpha` tensors, `loraAlpha`, else rank). */
+  /** rank / alpha of the file (readLora's alpha: adapter_config.json, `.alpha` tensors, else rank). */
   rankOverAlpha: number;
-  /** The alpha it was read with; the base adapter is given it so it reads the same file the same way. */
-  alpha: number;
 }
 
 /**
  * Resolves the LoRA UniWorld applies, offline: `lora` when given; else `<model>/uniworld-lora` when `model` is a
- * local folder holding one; else the released repository for `base` in the Hugging Face cache. A LoRA whose
- * files give no alpha is read at `loraAlpha`, else at alpha = rank: UniWorld applies LoRAs in diffusers'
- * convention (update = loraScale·B·A), where alpha is read as rank, so a PEFT folder without its config is
- * applied as diffusers would apply it.
+ * local folder holding one; else the released repository for `base` in the Hugging Face cache.
  */
 export async function resolveUniWorldLora(
   base: UniWorldBase,
   model: string | undefined,
   lora: string | undefined,
-  options: ResolveOptions & { loraAlpha?: number } = {},
+  options: ResolveOptions = {},
 ): Promise<UniWorldLora> {
   let path: string;
   let source: string;
@@ -87,6 +82,6 @@ export async function resolveUniWorldLora(
       source = repo;
     }
   }
-  const file = await readLora(path, { alpha: options.loraAlpha ?? "rank" });
-  return { path, source, rankOverAlpha: file.rank / file.alpha, alpha: file.alpha };
+  const file = await readLora(path);
+  return { path, source, rankOverAlpha: file.rank / file.alpha };
 }

@@ -1,3 +1,15 @@
+// The replica primitives of @edit-r1/models, so an adapter's writeReplica finds the whole generic half here.
+export {
+  hubConfigJson,
+  RecordingWeights,
+  type RecordingWeightsOptions,
+  type ReplicaTensor,
+  replicaTensor,
+  replicaWeightValues,
+  type WeightShapes,
+  writeReplicaSafetensors,
+  writeShardedSafetensors,
+} from "@edit-r1/models";
 export { AdapterKitError } from "./errors.js";
 export {
   createGraphPolicy,
@@ -32,4 +44,13 @@ export {
   resizeLikeDiffusers,
   tensorToImage,
 } from "./pipeline-images.js";
+export { checkpointShapes, type KeyList, keyPatterns, readKeyList } from "./replica-keys.js";
+export {
+  checkReplicaDType,
+  checkReplicaSeed,
+  type ReplicaDType,
+  recordWeightShapes,
+  replicaTensors,
+  writeConfigJson,
+} from "./replica-weights.js";
 export { batchNoise, requestNoise } from "./request-noise.js";

@@ -11,7 +11,6 @@ const adapterFlags = {
   model: { type: "string" },
   device: { type: "string" },
   lora: { type: "string" },
-  "lora-alpha": { type: "string" },
   "lora-scale": { type: "string" },
   seed: { type: "string" },
   "noise-seed": { type: "string" },
@@ -27,7 +26,7 @@ export const COMMANDS: readonly Command[] = [
     name: "train",
     summary: "post-train an adapter with Edit-R1 (DiffusionNFT + judge reward)",
     usage:
-      "edit-r1 train [--adapter tiny] [--config run.json] [--data train.jsonl] [--reward <spec>] [--steps N] [--out runs/x] [--resume] [--seed N] [--no-bench] [adapter flags]",
+      "edit-r1 train [--adapter tiny] [--config run.json] [--data train.jsonl] [--reward <spec>] [--steps N] [--out runs/x] [--resume]",
     options: {
       ...adapterFlags,
       config: { type: "string" },

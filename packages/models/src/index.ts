@@ -13,6 +13,14 @@ export {
   type AutoencoderKLQwenImageConfig,
   parseAutoencoderKLQwenImageConfig,
 } from "./autoencoder-kl-qwen-image-config.js";
+export {
+  CLIP_REPLICA_MERGES,
+  clipReplicaVocab,
+  T5_REPLICA_PIECES,
+  t5ReplicaTokenizerJson,
+  writeClipReplicaTokenizer,
+  writeT5ReplicaTokenizer,
+} from "./clip-t5-replica-tokenizers.js";
 export { type ClipTextConfig, parseClipTextConfig } from "./clip-text-config.js";
 export {
   buildClipTextModel,
@@ -115,6 +123,7 @@ export {
   hubConfigJson,
   type NormalSource,
   RecordingWeights,
+  type RecordingWeightsOptions,
   type ReplicaTensor,
   replicaTensor,
   replicaWeightValues,

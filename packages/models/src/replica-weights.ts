@@ -13,6 +13,14 @@ import { memoryWeightSource } from "./weight-source.js";
 /** A weight's name → shape, in the order the builders ask for them. */
 export type WeightShapes = Map<string, number[]>;
 
+export interface RecordingWeightsOptions {
+  /**
+   * Keys `has` answers true for, so a builder that probes for one of several names (T5's "shared.weight" or
+   * "encoder.embed_tokens.weight") takes the one the real checkpoint stores. Every other key is absent.
+   */
+  present?: Iterable<string>;
+}
+
 /**
  * Records every `get(key, shape)` a graph builder makes, handing back a placeholder input of that shape, so
  * the builder itself says which weights a checkpoint of a config must hold.
@@ -20,13 +28,15 @@ export type WeightShapes = Map<string, number[]>;
 export class RecordingWeights extends GraphWeights {
   readonly shapes: WeightShapes = new Map();
   private readonly placeholders = new Map<string, Tensor>();
+  private readonly present: ReadonlySet<string>;
 
-  constructor(graph: Graph) {
+  constructor(graph: Graph, options: RecordingWeightsOptions = {}) {
     super(graph, memoryWeightSource(new Map(), "weight recorder"));
+    this.present = new Set(options.present ?? []);
   }
 
-  override has(_key: string): boolean {
-    return false;
+  override has(key: string): boolean {
+    return this.present.has(key);
   }
 
   override get(key: string, shape: readonly number[]): Tensor {
@@ -99,25 +109,42 @@ export function hubConfigJson(value: unknown): string {
 }
 
 /**
- * Writes `tensors` as `prefix-0000{1,2}-of-00002.safetensors` (split near half the bytes, in key order) and the
- * `indexName` that maps each key to its file, as transformers and diffusers shard.
+ * Writes `tensors` as `prefix-0000i-of-0000N.safetensors` (N = `shards`, default 2; in key order, cut near equal
+ * byte counts, at least one tensor a file) and the `indexName` that maps each key to its file, as transformers
+ * and diffusers shard.
  */
 export async function writeShardedSafetensors(
   dir: string,
   prefix: string,
   indexName: string,
   tensors: [string, ReplicaTensor][],
+  shards = 2,
 ): Promise<void> {
+  if (!(Number.isInteger(shards) && shards >= 1 && shards <= tensors.length)) {
+    throw new RangeError(
+      `writeShardedSafetensors: shards must be an integer from 1 to the ${tensors.length} tensors, got ${shards}`,
+    );
+  }
   await mkdir(dir, { recursive: true });
   const bytes = tensors.map(([, t]) => t.data.byteLength);
   const total = bytes.reduce((a, b) => a + b, 0);
+  // Shard k ends before the tensor that would take the bytes so far past k/N of the total.
+  const bounds = [0];
   let cut = 0;
-  for (let acc = 0; cut < tensors.length - 1 && acc + bytes[cut]! <= total / 2; cut++) acc += bytes[cut]!;
-  cut = Math.max(1, cut);
-  const shards = [tensors.slice(0, cut), tensors.slice(cut)];
+  let acc = 0;
+  for (let k = 1; k < shards; k++) {
+    const start = cut;
+    while (cut < tensors.length - (shards - k) && acc + bytes[cut]! <= (total * k) / shards)
+      acc += bytes[cut++]!;
+    if (cut === start) acc += bytes[cut++]!;
+    bounds.push(cut);
+  }
+  bounds.push(tensors.length);
+  const pad = (n: number) => String(n).padStart(5, "0");
   const weightMap: Record<string, string> = {};
-  for (const [i, part] of shards.entries()) {
-    const file = `${prefix}-0000${i + 1}-of-00002.safetensors`;
+  for (let i = 0; i < shards; i++) {
+    const part = tensors.slice(bounds[i], bounds[i + 1]);
+    const file = `${prefix}-${pad(i + 1)}-of-${pad(shards)}.safetensors`;
     await writeSafetensors(join(dir, file), part, { metadata: SAFETENSORS_METADATA });
     for (const [key] of part) weightMap[key] = file;
   }

@@ -3,25 +3,25 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
-  TINY_T5_PIECES,
-  tinyClipVocab,
-  writeTinyClipTokenizer,
-  writeTinyT5Tokenizer,
-} from "./test-tokenizer-files.js";
+  clipReplicaVocab,
+  T5_REPLICA_PIECES,
+  writeClipReplicaTokenizer,
+  writeT5ReplicaTokenizer,
+} from "./clip-t5-replica-tokenizers.js";
 import { loadTextTokenizer, TokenizerError } from "./text-tokenizer.js";
 
 let tmp: string;
 beforeAll(async () => {
   tmp = await mkdtemp(join(tmpdir(), "tokenizer-"));
-  await writeTinyClipTokenizer(join(tmp, "clip"));
-  await writeTinyT5Tokenizer(join(tmp, "t5"));
+  await writeClipReplicaTokenizer(join(tmp, "clip"));
+  await writeT5ReplicaTokenizer(join(tmp, "t5"));
 });
 afterAll(async () => {
   await rm(tmp, { recursive: true, force: true });
 });
 
 describe("CLIP tokenizer from vocab.json + merges.txt", () => {
-  const v = tinyClipVocab();
+  const v = clipReplicaVocab();
   const bos = v["<|startoftext|>"]!;
   const eos = v["<|endoftext|>"]!;
 
@@ -62,7 +62,7 @@ describe("CLIP tokenizer from vocab.json + merges.txt", () => {
 });
 
 describe("T5 tokenizer from tokenizer.json", () => {
-  const id = (piece: string) => TINY_T5_PIECES.findIndex(([p]) => p === piece);
+  const id = (piece: string) => T5_REPLICA_PIECES.findIndex(([p]) => p === piece);
 
   it("segments with the highest-scoring Unigram pieces, appends </s> and pads with <pad> = 0", async () => {
     const tok = await loadTextTokenizer(join(tmp, "t5"));
@@ -88,7 +88,7 @@ describe("loadTextTokenizer errors", () => {
 
   it("says which file is not JSON", async () => {
     const dir = join(tmp, "broken");
-    await writeTinyT5Tokenizer(dir);
+    await writeT5ReplicaTokenizer(dir);
     await writeFile(join(dir, "tokenizer.json"), "{ not json");
     await expect(loadTextTokenizer(dir)).rejects.toThrow(/tokenizer.json is not valid JSON/);
   });

@@ -1,8 +1,9 @@
+import { checkAdapter } from "@edit-r1/core";
 import { downloadRepo } from "@edit-r1/hub";
 import { UsageError } from "../args.js";
 import type { CommandContext } from "../context.js";
 import { stringFlag } from "../context.js";
-import { checkAdapterFlags, loadAdapter } from "../registry.js";
+import { loadAdapter } from "../registry.js";
 
 /** `edit-r1 download <repo> [--include pattern]… | --adapter <name>`: fills the Hugging Face cache. */
 export async function download(ctx: CommandContext): Promise<number> {
@@ -11,7 +12,7 @@ export async function download(ctx: CommandContext): Promise<number> {
   if (adapterName) {
     const adapter = await loadAdapter(adapterName);
     const base = stringFlag(ctx, "base");
-    checkAdapterFlags(adapter, base === undefined ? {} : { base });
+    checkAdapter(adapter, base === undefined ? {} : { base });
     const { cli } = adapter;
     if (cli.downloads) {
       presets = cli
