@@ -72,6 +72,7 @@ export function createFluxKontextAdapter(settings: FluxKontextAdapterSettings = 
       const editOptions: LoadFluxKontextOptions = {
         ...shared(options),
         ...(options.lora ? { lora: options.lora } : {}),
+        ...(options.loraAlpha !== undefined ? { loraAlpha: options.loraAlpha } : {}),
         ...(options.loraScale !== undefined ? { loraScale: options.loraScale } : {}),
         ...(options.noiseSeed !== undefined ? { seed: options.noiseSeed } : {}),
         // A fixed size is both the output and the size the source is resized to, as in Edit-R1's rollouts.
@@ -92,6 +93,7 @@ export function createFluxKontextAdapter(settings: FluxKontextAdapterSettings = 
       const policyOptions: LoadFluxKontextPolicyOptions = {
         ...shared(options),
         ...(options.lora ? { initialLora: options.lora } : {}),
+        ...(options.loraAlpha !== undefined ? { initialLoraAlpha: options.loraAlpha } : {}),
         ...(lora ? { lora } : {}),
         ...(options.initSeed !== undefined ? { initSeed: options.initSeed } : {}),
         ...(resolution ? { resolution } : {}),

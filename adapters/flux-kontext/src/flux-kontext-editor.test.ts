@@ -154,6 +154,25 @@ describe("FLUX.1-Kontext editor on a tiny random replica", () => {
     );
   });
 
+  it("rejects a LoRA of another model size at load, naming the tensor and both shapes (not the runtime's feed error)", async () => {
+    const lora: LoraFile = {
+      rank: 1,
+      alpha: 1,
+      modules: ["transformer_blocks.0.attn.to_q"],
+      factors: new Map([
+        ["transformer_blocks.0.attn.to_q.lora_A.weight", { shape: [1, 16], data: new Float32Array(16) }],
+        ["transformer_blocks.0.attn.to_q.lora_B.weight", { shape: [32, 1], data: new Float32Array(32) }],
+      ]),
+      file: "/loras/small/adapter_model.safetensors",
+    };
+    const err = await loadFluxKontext({ model: replica.dir, ...TINY, lora }).catch((e: unknown) => e);
+    expect((err as Error).message).toMatch(
+      /\/loras\/small\/adapter_model\.safetensors: LoRA factor "transformer_blocks\.0\.attn\.to_q\.lora_A\.weight" is \[1, 16\] but the FLUX transformer needs \[1, 32\]/,
+    );
+    expect((err as Error).message).toMatch(/Use a LoRA trained on this model/);
+    expect((err as Error).message).not.toMatch(/feed/);
+  });
+
   it("editImage decodes, edits and writes a PNG", async () => {
     const input = join(tmp, "in.png");
     const src = request().source;

@@ -1,5 +1,6 @@
 import { writeFile } from "node:fs/promises";
 import {
+  checkLoraCoverage,
   checkRgbImage,
   imageToTensor,
   type LoraFile,
@@ -32,7 +33,6 @@ import {
   type ComputeDType,
   clipPoolingPositions,
   clipTextInputs,
-  EDIT_R1_LORA_TARGETS,
 } from "@edit-r1/models";
 import { FluxKontextError } from "./flux-kontext-error.js";
 import {
@@ -116,6 +116,8 @@ export interface LoadFluxKontextOptions extends OpenFluxKontextOptions, Partial<
   device?: Device;
   /** A PEFT/diffusers LoRA: a .safetensors file, an adapter folder, or one already loaded. */
   lora?: string | LoraFile;
+  /** The LoRA's lora_alpha when its files give none (a PEFT folder without adapter_config.json). */
+  loraAlpha?: number;
   /** Multiplies the LoRA's alpha/rank (default 1; 0 turns the LoRA off). */
   loraScale?: number;
   /** Start from these settings, then apply the individual options (default: KONTEXT_BENCHMARK_SETTINGS). */
@@ -472,7 +474,8 @@ export class FluxKontextEditor implements Editor {
           : undefined,
       },
     );
-    if (lora) checkLoraCoverage(lora, new Set(factors.map((p) => p.key)));
+    // Every module and factor shape of the file against the graph's, before a feed could fail on one.
+    if (lora) checkLoraCoverage(lora, Object.fromEntries(factors.map((p) => [p.key, p.input.shape])), "FLUX");
     return { g, outputs: { velocity } };
   }
 
@@ -481,17 +484,6 @@ export class FluxKontextEditor implements Editor {
       const { g, outputs } = build();
       return { graph: g, outputs };
     });
-  }
-}
-
-/** Every module of the LoRA file must have become a LoRA layer, else the file targets another model. */
-function checkLoraCoverage(lora: LoraFile, built: ReadonlySet<string>): void {
-  const missing = lora.modules.filter((m) => !built.has(`${m}.lora_A.weight`));
-  if (missing.length > 0) {
-    throw new FluxKontextError(
-      `the LoRA has ${missing.length} module(s) this FLUX transformer does not have or cannot adapt, e.g. "${missing[0]}"; ` +
-        `LoRA applies to Linear layers such as ${EDIT_R1_LORA_TARGETS.slice(0, 3).join(", ")}`,
-    );
   }
 }
 
@@ -566,7 +558,12 @@ export async function loadFluxKontext(options: LoadFluxKontextOptions): Promise<
   const scale = options.loraScale ?? 1;
   if (!Number.isFinite(scale) || scale < 0) throw new FluxKontextError(`loraScale must be ≥ 0, got ${scale}`);
   const model = await openFluxKontextModel(options.model, options);
-  const lora = typeof options.lora === "string" ? await readLora(options.lora) : options.lora;
+  const lora =
+    typeof options.lora === "string"
+      ? await readLora(options.lora, {
+          ...(options.loraAlpha !== undefined ? { alpha: options.loraAlpha } : {}),
+        })
+      : options.lora;
   const editor = new FluxKontextEditor(model, settings, {
     device: options.device,
     dtype: options.dtype,

@@ -51,6 +51,8 @@ export interface LoadFluxKontextPolicyOptions extends OpenFluxKontextOptions {
   lora?: FluxKontextLoraSettings;
   /** Start θ from this LoRA (a PEFT folder, a .safetensors file, or one loaded) instead of PEFT's init. */
   initialLora?: string | LoraFile;
+  /** `initialLora`'s lora_alpha when its files give none (a PEFT folder without adapter_config.json). */
+  initialLoraAlpha?: number;
   /** Seed of the LoRA A initialisation (default 0). */
   initSeed?: number;
   /** Gradient checkpointing of v_θ in the fused training graph (less memory, one more forward). */
@@ -113,7 +115,11 @@ export async function loadFluxKontextPolicy(
   try {
     editor.checkWeights();
     const initialLora =
-      typeof options.initialLora === "string" ? await readLora(options.initialLora) : options.initialLora;
+      typeof options.initialLora === "string"
+        ? await readLora(options.initialLora, {
+            ...(options.initialLoraAlpha !== undefined ? { alpha: options.initialLoraAlpha } : {}),
+          })
+        : options.initialLora;
 
     /** A bucket of a latent grid [h, w] (before packing): shapes, the dynamically shifted schedule, the graph. */
     const bucketOf = (grid: readonly [number, number], textTokens: number): GraphBucket => {

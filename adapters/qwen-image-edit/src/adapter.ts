@@ -79,6 +79,7 @@ export function createQwenImageEditAdapter(settings: QwenImageEditAdapterSetting
         ...(settings.textBucket !== undefined ? { textBucket: settings.textBucket } : {}),
         ...(options.guidance !== undefined ? { trueCfgScale: options.guidance } : {}),
         ...(options.lora ? { lora: options.lora } : {}),
+        ...(options.loraAlpha !== undefined ? { loraAlpha: options.loraAlpha } : {}),
         ...(options.loraScale !== undefined ? { loraScale: options.loraScale } : {}),
         ...(options.noiseSeed !== undefined ? { seed: options.noiseSeed } : {}),
         // A fixed size is the output and the area sources are resized to for the VAE (and, in v1, for the VLM),
@@ -108,6 +109,7 @@ export function createQwenImageEditAdapter(settings: QwenImageEditAdapterSetting
       const policyOptions: LoadQwenImageEditPolicyOptions = {
         ...shared(options),
         ...(options.lora ? { initialLora: options.lora } : {}),
+        ...(options.loraAlpha !== undefined ? { initialLoraAlpha: options.loraAlpha } : {}),
         ...(lora ? { lora } : {}),
         ...(options.initSeed !== undefined ? { initSeed: options.initSeed } : {}),
         ...(resolution ? { resolution } : {}),

@@ -24,6 +24,8 @@ export interface LoadQwenImageEditOptions extends ResolveOptions, Partial<QwenIm
   dtype?: ComputeDType;
   /** A PEFT/diffusers LoRA: a .safetensors file, an adapter folder, or one already loaded. */
   lora?: string | LoraFile;
+  /** The LoRA's lora_alpha when its files give none (a PEFT folder without adapter_config.json). */
+  loraAlpha?: number;
   /** Multiplies the LoRA's alpha/rank (default 1; 0 turns the LoRA off). */
   loraScale?: number;
   /**
@@ -99,7 +101,12 @@ export async function loadQwenImageEdit(options: LoadQwenImageEditOptions): Prom
   if (!Number.isFinite(scale) || scale < 0)
     throw new QwenImageEditError(`loraScale must be ≥ 0, got ${scale}`);
   const model = await openQwenImageEditModel(options.model, options);
-  const lora = typeof options.lora === "string" ? await readLora(options.lora) : options.lora;
+  const lora =
+    typeof options.lora === "string"
+      ? await readLora(options.lora, {
+          ...(options.loraAlpha !== undefined ? { alpha: options.loraAlpha } : {}),
+        })
+      : options.lora;
   return editorOf(model, settings, {
     device: options.device,
     dtype: options.dtype,

@@ -133,6 +133,25 @@ describe("Qwen-Image-Edit editor on tiny replicas", () => {
     }
   });
 
+  it("refuses a LoRA that does not fit at load, naming the file, the tensor and both shapes", async () => {
+    const lora = (module: string, inFeatures: number) => ({
+      rank: 1,
+      alpha: 1,
+      modules: [module],
+      factors: new Map([
+        [`${module}.lora_A.weight`, { shape: [1, inFeatures], data: new Float32Array(inFeatures) }],
+        [`${module}.lora_B.weight`, { shape: [7, 1], data: new Float32Array(7) }],
+      ]),
+      file: "/loras/other/adapter_model.safetensors",
+    });
+    await expect(tiny("edit", { lora: lora("transformer_blocks.0.attn.to_q", 7) })).rejects.toThrow(
+      /\/loras\/other\/adapter_model\.safetensors: LoRA factor "transformer_blocks\.0\.attn\.to_q\.lora_[AB]\.weight" is \[\d+, \d+\] but the Qwen-Image transformer needs \[\d+, \d+\].*Use a LoRA trained on this model/,
+    );
+    await expect(tiny("edit", { lora: lora("transformer_blocks.99.attn.to_q", 7) })).rejects.toThrow(
+      /the Qwen-Image transformer does not have or cannot adapt, e\.g\. "transformer_blocks\.99\.attn\.to_q"/,
+    );
+  });
+
   it("refuses folders that are not a Qwen-Image-Edit pipeline", async () => {
     await expect(loadQwenImageEdit({ model: join(tmp, "nowhere") })).rejects.toThrow(/nowhere/);
     await expect(loadQwenImageEdit({ model: tmp })).rejects.toThrow(/model_index\.json is missing/);

@@ -455,7 +455,9 @@ export class QwenImageEditEditor implements Editor {
           : undefined,
       },
     );
-    if (lora) checkLoraCoverage(lora, new Set(factors.map((p) => p.key)), "Qwen-Image");
+    // Every module and factor shape of the file against the graph's, before a feed could fail on one.
+    if (lora)
+      checkLoraCoverage(lora, Object.fromEntries(factors.map((p) => [p.key, p.input.shape])), "Qwen-Image");
     return { g, outputs: { velocity } };
   }
 

@@ -45,6 +45,8 @@ export interface LoadQwenImageEditPolicyOptions extends ResolveOptions {
   lora?: { rank?: number; alpha?: number; targets?: readonly string[] };
   /** Start θ from this LoRA (a PEFT folder, a .safetensors file, or one loaded) instead of PEFT's init. */
   initialLora?: string | LoraFile;
+  /** `initialLora`'s lora_alpha when its files give none (a PEFT folder without adapter_config.json). */
+  initialLoraAlpha?: number;
   /** Seed of the LoRA A initialisation (default 0). */
   initSeed?: number;
   /** Gradient checkpointing of v_θ in the fused training graph. */
@@ -97,7 +99,11 @@ export async function loadQwenImageEditPolicy(
       );
     const { config } = model.transformer;
     const initialLora =
-      typeof options.initialLora === "string" ? await readLora(options.initialLora) : options.initialLora;
+      typeof options.initialLora === "string"
+        ? await readLora(options.initialLora, {
+            ...(options.initialLoraAlpha !== undefined ? { alpha: options.initialLoraAlpha } : {}),
+          })
+        : options.initialLora;
     const target: QwenImageShape = [1, height / multiple, width / multiple];
 
     const bucketOf = (shapes: readonly QwenImageShape[], textTokens: number): GraphBucket => {

@@ -9,16 +9,19 @@ import {
   type Adapter,
   type AdapterLoadOptions,
   type Editor,
+  type EditRequest,
   INTERFACE_VERSION,
   type ParamSet,
+  type RgbImage,
 } from "@edit-r1/core";
 import type { Device } from "@edit-r1/engine";
 import { EDIT_R1_LORA_TARGETS } from "@edit-r1/models";
-import { generateEdits, writeEditR1Jsonl } from "@edit-r1/shapes";
+import { generateEdits, PAD_TOKEN, UNKNOWN_TOKEN, VOCABULARY, writeEditR1Jsonl } from "@edit-r1/shapes";
 import { TinyAdapterError } from "./errors.js";
 import { unpackImage } from "./pack-image.js";
+import { resizeNearest } from "./resize-nearest.js";
 import { checkTinyImage, tinyConditions, tinyWordIds } from "./tiny-conditions.js";
-import { TINY_IMAGE_SIZE, TINY_IMAGE_TOKENS, TINY_TOKEN_CHANNELS } from "./tiny-config.js";
+import { TINY_IMAGE_SIZE, TINY_IMAGE_TOKENS, TINY_TEXT_TOKENS, TINY_TOKEN_CHANNELS } from "./tiny-config.js";
 import { type TinyEditorOptions, tinyEditor } from "./tiny-editor.js";
 import { TinyModel } from "./tiny-model.js";
 import { TINY_DEFAULT_SHIFT, tinySigmas } from "./tiny-schedule.js";
@@ -43,6 +46,8 @@ export interface LoadTinyPolicyOptions {
   lora?: TinyLoraSettings;
   /** Start θ from this LoRA folder or file (its rank, alpha and modules are used). */
   initialLora?: string;
+  /** `initialLora`'s lora_alpha when its files give none (a PEFT folder without adapter_config.json). */
+  initialLoraAlpha?: number;
   device?: Device;
   /** onnxruntime intra-op threads (default: all cores). */
   threads?: number;
@@ -65,6 +70,9 @@ export interface TinyPolicy extends GraphPolicy {
   editor(options?: TinyEditorOptions): Editor;
 }
 
+/** readLora's options for an alpha given with the LoRA (or none). */
+const alphaOption = (alpha: number | undefined) => (alpha !== undefined ? { alpha } : {});
+
 /** The one resolution bucket of the tiny model. */
 const TINY_BUCKET = `${TINY_IMAGE_SIZE}x${TINY_IMAGE_SIZE}`;
 
@@ -79,7 +87,9 @@ export async function loadTinyPolicy(options: LoadTinyPolicyOptions = {}): Promi
     throw new TinyAdapterError(
       `tiny weights: imageSize ${weights.config.imageSize} is not supported; this adapter works at ${TINY_IMAGE_SIZE}.`,
     );
-  const initialLora = options.initialLora ? await readLora(options.initialLora) : undefined;
+  const initialLora = options.initialLora
+    ? await readLora(options.initialLora, alphaOption(options.initialLoraAlpha))
+    : undefined;
   const rank = options.lora?.rank ?? 8;
   const lora = initialLora
     ? { rank: initialLora.rank, alpha: initialLora.alpha, targets: initialLora.modules }
@@ -170,9 +180,10 @@ export const adapter: Adapter = {
   },
   cli: {
     description: `the embedded default: a tiny FLUX-Kontext-architecture editor of ${TINY_IMAGE_SIZE}×${TINY_IMAGE_SIZE} shapes-world images (weights ship with the package)`,
+    inputs: tinyInputs(),
   },
   async loadEditor(options: AdapterLoadOptions = {}): Promise<Editor> {
-    const file = options.lora ? await readLora(options.lora) : undefined;
+    const file = options.lora ? await readLora(options.lora, alphaOption(options.loraAlpha)) : undefined;
     const policy = await loadTinyPolicy({
       ...(options.model ? { weightsDir: options.model } : {}),
       ...(options.device ? { device: options.device } : {}),
@@ -180,7 +191,13 @@ export const adapter: Adapter = {
     });
     let lora: ParamSet | undefined;
     try {
-      if (file) lora = loraParameters(file, policy.parameterShapes, options.lora!, options.loraScale ?? 1);
+      if (file)
+        lora = loraParameters(
+          file,
+          policy.parameterShapes,
+          file.file ?? options.lora!,
+          options.loraScale ?? 1,
+        );
     } catch (e) {
       await policy.dispose();
       throw e;
@@ -192,6 +209,8 @@ export const adapter: Adapter = {
     });
     return {
       ...editor,
+      // The model works at 16×16 only; other sources are brought to it (tinyInputs says how).
+      edit: (requests) => editor.edit(requests.map(fitTinySource)),
       protocol: { ...editor.protocol, lora: options.lora ?? "none", loraScale: options.loraScale ?? 1 },
       close: () => policy.dispose(),
     };
@@ -202,6 +221,7 @@ export const adapter: Adapter = {
       ...(options.device ? { device: options.device } : {}),
       ...(options.initSeed !== undefined ? { initSeed: options.initSeed } : {}),
       ...(options.lora ? { initialLora: options.lora } : {}),
+      ...(options.loraAlpha !== undefined ? { initialLoraAlpha: options.loraAlpha } : {}),
       ...(options.loraConfig ? { lora: options.loraConfig } : {}),
       ...(options.steps !== undefined ? { rolloutSteps: options.steps } : {}),
     });
@@ -231,6 +251,28 @@ export const adapter: Adapter = {
     writeTrainData: (dir: string) => writeTinyTrainData(dir),
   },
 };
+
+/** What `edit-r1 adapters` says the tiny model takes: its one size, and every word it knows. */
+export function tinyInputs(): string {
+  const words = VOCABULARY.filter((w) => w !== PAD_TOKEN && w !== UNKNOWN_TOKEN);
+  const n = TINY_IMAGE_SIZE;
+  return (
+    `images: ${n}×${n} RGB; \`edit\` resizes other sources to ${n}×${n} by nearest neighbour (exact for the ` +
+    `shapes world's flat colours; a non-square source is stretched) and writes a ${n}×${n} result. ` +
+    `Examples: adapters/tiny/examples/*.png.\n` +
+    `instructions: at most ${TINY_TEXT_TOKENS} words, each one of these ${words.length}: ${words.join(" ")}`
+  );
+}
+
+/** A request whose sources are brought to the tiny model's size (nearest neighbour; 16×16 ones are kept). */
+function fitTinySource(request: EditRequest): EditRequest {
+  const fit = (image: RgbImage) => resizeNearest(image, TINY_IMAGE_SIZE, TINY_IMAGE_SIZE);
+  return {
+    ...request,
+    source: fit(request.source),
+    ...(request.sources ? { sources: request.sources.map(fit) } : {}),
+  };
+}
 
 /** The same Adapter under its historical name. */
 export const tinyAdapter = adapter;

@@ -42,8 +42,9 @@ export function tinyWordIds(
   if (unknown.length > 0) {
     throw new TinyAdapterError(
       `${key}: the tiny model does not know the word(s) ${unknown.map((w) => JSON.stringify(w)).join(", ")} ` +
-        `in ${JSON.stringify(instruction)}; it understands only the shapes world's vocabulary (${vocabulary.length} words, ` +
-        "see @edit-r1/shapes VOCABULARY). Rephrase with those words.",
+        `in ${JSON.stringify(instruction)}; it knows only the shapes world's words: ` +
+        `${vocabulary.filter((w) => !/^<.*>$/.test(w)).join(" ")}. Rephrase with those words ` +
+        '(e.g. "remove the red circle").',
     );
   }
   if (words.length > length) {

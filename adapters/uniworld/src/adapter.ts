@@ -79,12 +79,13 @@ export function createUniWorldAdapter(settings: UniWorldAdapterSettings = {}): A
     loadEditor: async (options = {}) => {
       const b = checkBase(options.base);
       const base = bases[b];
-      const lora = await resolveUniWorldLora(b, options.model, options.lora);
+      const lora = await resolveUniWorldLora(b, options.model, options.lora, loraAlphaOf(options));
       const scale = options.loraScale ?? 1;
       // The base multiplies the file's alpha/rank by its loraScale; convert diffusers' weight to that.
       const inner = await base.loadEditor({
         ...baseOptions(options),
         lora: lora.path,
+        loraAlpha: lora.alpha,
         loraScale: scale * lora.rankOverAlpha,
       });
       return uniworldEditor(inner, {
@@ -100,12 +101,14 @@ export function createUniWorldAdapter(settings: UniWorldAdapterSettings = {}): A
       if (!base.loadPolicy) throw new Error(`base "${b}" cannot be trained`);
       // Training continues Edit-R1 from the released LoRA (or --lora); a loraConfig starts a fresh LoRA instead.
       if (options.loraConfig) return base.loadPolicy(baseOptions(options));
-      const lora = await resolveUniWorldLora(b, options.model, options.lora);
-      return base.loadPolicy({ ...baseOptions(options), lora: lora.path });
+      const lora = await resolveUniWorldLora(b, options.model, options.lora, loraAlphaOf(options));
+      return base.loadPolicy({ ...baseOptions(options), lora: lora.path, loraAlpha: lora.alpha });
     },
     trainDefaults: qwenImageEdit.trainDefaults,
   };
 }
+
+const loraAlphaOf = (o: AdapterLoadOptions) => (o.loraAlpha !== undefined ? { loraAlpha: o.loraAlpha } : {});
 
 /** The base's editor under UniWorld's name, with UniWorld's LoRA source and scale in its protocol. */
 function uniworldEditor(inner: Editor, extra: Record<string, unknown>): Editor {

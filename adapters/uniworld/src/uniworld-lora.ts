@@ -43,19 +43,24 @@ export interface UniWorldLora {
   path: string;
   /** What the protocol records: the path given, or the released repository id. */
   source: string;
-  /** rank / alpha of the file (readLora's alpha: adapter_config.json, `.alpha` tensors, else rank). */
+  /** rank / alpha of the file (readLora's alpha: adapter_config.json, `.alpha` tensors, `loraAlpha`, else rank). */
   rankOverAlpha: number;
+  /** The alpha it was read with; the base adapter is given it so it reads the same file the same way. */
+  alpha: number;
 }
 
 /**
  * Resolves the LoRA UniWorld applies, offline: `lora` when given; else `<model>/uniworld-lora` when `model` is a
- * local folder holding one; else the released repository for `base` in the Hugging Face cache.
+ * local folder holding one; else the released repository for `base` in the Hugging Face cache. A LoRA whose
+ * files give no alpha is read at `loraAlpha`, else at alpha = rank: UniWorld applies LoRAs in diffusers'
+ * convention (update = loraScale·B·A), where alpha is read as rank, so a PEFT folder without its config is
+ * applied as diffusers would apply it.
  */
 export async function resolveUniWorldLora(
   base: UniWorldBase,
   model: string | undefined,
   lora: string | undefined,
-  options: ResolveOptions = {},
+  options: ResolveOptions & { loraAlpha?: number } = {},
 ): Promise<UniWorldLora> {
   let path: string;
   let source: string;
@@ -82,6 +87,6 @@ export async function resolveUniWorldLora(
       source = repo;
     }
   }
-  const file = await readLora(path);
-  return { path, source, rankOverAlpha: file.rank / file.alpha };
+  const file = await readLora(path, { alpha: options.loraAlpha ?? "rank" });
+  return { path, source, rankOverAlpha: file.rank / file.alpha, alpha: file.alpha };
 }

@@ -163,7 +163,7 @@ class GraphPolicyImpl implements GraphPolicy {
           'use PEFT module names such as "attn.to_q"',
       );
     this.initial = start
-      ? loraParameters(start, this.parameterShapes, options.initialLoraPath ?? "initial LoRA")
+      ? loraParameters(start, this.parameterShapes, start.file ?? options.initialLoraPath ?? "initial LoRA")
       : undefined;
   }
 

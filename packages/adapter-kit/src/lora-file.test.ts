@@ -4,8 +4,16 @@ import { join } from "node:path";
 import { openSafetensors, writeSafetensors } from "@edit-r1/engine";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AdapterKitError } from "./errors.js";
+import { checkLoraCoverage } from "./lora-coverage.js";
 import { type LoraFile, readLora, writeLora } from "./lora-file.js";
 import { initLoraParameters, loraFileOf, loraParameters } from "./lora-params.js";
+import {
+  DEMO_SHAPES,
+  GOOD_CONFIG,
+  goodTensors,
+  writeBadLoraCorpus,
+  writeLoraFolder,
+} from "./test-bad-loras.js";
 
 let tmp: string;
 beforeAll(async () => {
@@ -153,5 +161,90 @@ describe("LoRA parameters", () => {
     expect(() => loraFileOf({}, SHAPES, { rank: 2, alpha: 4, targets: [] }, "export")).toThrow(
       /needs 6 values/,
     );
+  });
+});
+
+// The corpus of bad LoRA folders (test data written by test-bad-loras.ts), one test per case.
+const corpusDir = await mkdtemp(join(tmpdir(), "kit-bad-loras-"));
+const corpus = await writeBadLoraCorpus(corpusDir);
+afterAll(async () => {
+  await rm(corpusDir, { recursive: true, force: true });
+});
+
+describe("the bad-LoRA corpus: each folder is refused naming the file, the problem and the fix", () => {
+  it.each(Object.entries(corpus).filter(([, c]) => c.stage === "read"))("%s", async (_name, bad) => {
+    const err = await readLora(bad.path).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(AdapterKitError);
+    expect((err as Error).message).toMatch(bad.error);
+  });
+
+  it.each(Object.entries(corpus).filter(([, c]) => c.stage === "model"))(
+    "%s (caught against the model's factor shapes, before any graph runs)",
+    async (_name, bad) => {
+      const lora = await readLora(bad.path);
+      // Where the editors check (the built graph's factor shapes) and where the policies check.
+      expect(() => checkLoraCoverage(lora, DEMO_SHAPES, "demo")).toThrow(bad.error);
+      expect(() => loraParameters(lora, DEMO_SHAPES, lora.file!)).toThrow(bad.error);
+      // Given only the graph's keys, coverage still catches unknown modules.
+      if (_name === "unknown-module")
+        expect(() => checkLoraCoverage(lora, new Set(Object.keys(DEMO_SHAPES)), "demo")).toThrow(bad.error);
+    },
+  );
+
+  it("has a case for every problem the issue lists", () => {
+    for (const name of [
+      "config-not-json",
+      "alpha-not-a-number",
+      "peft-weights-without-config",
+      "wrong-shape",
+      "unknown-module",
+    ])
+      expect(Object.keys(corpus)).toContain(name);
+  });
+});
+
+describe("LoRA folders accepted on purpose", () => {
+  it("a diffusers pytorch_lora_weights.safetensors without config: alpha = rank, as diffusers reads it", async () => {
+    const dir = await writeLoraFolder(
+      join(corpusDir, "ok-diffusers"),
+      goodTensors(),
+      null,
+      "pytorch_lora_weights.safetensors",
+    );
+    const read = await readLora(dir);
+    expect([read.rank, read.alpha]).toEqual([2, 2]);
+    expect(read.file).toBe(join(dir, "pytorch_lora_weights.safetensors"));
+  });
+
+  it("PEFT weights without config when .alpha tensors or the caller give the alpha", async () => {
+    const Q = "transformer.transformer_blocks.0.attn.to_q.alpha";
+    const K = "transformer.single_transformer_blocks.0.attn.to_k.alpha";
+    const scalar = (v: number) => ({ dtype: "float32" as const, shape: [], data: Float32Array.of(v) });
+    const withAlphas = await writeLoraFolder(
+      join(corpusDir, "ok-alpha-tensors"),
+      { ...goodTensors(), [Q]: scalar(8), [K]: scalar(8) },
+      null,
+    );
+    expect((await readLora(withAlphas)).alpha).toBe(8);
+    const bare = corpus["peft-weights-without-config"]!.path;
+    expect((await readLora(bare, { alpha: 6 })).alpha).toBe(6);
+    expect((await readLora(bare, { alpha: "rank" })).alpha).toBe(2);
+    await expect(readLora(bare, { alpha: -1 })).rejects.toThrow(/alpha must be a positive number, got -1/);
+  });
+
+  it("rsLoRA configs: alpha/√r is the same update as alpha·√r read as alpha/r", async () => {
+    const dir = await writeLoraFolder(join(corpusDir, "ok-rslora"), goodTensors(), {
+      ...GOOD_CONFIG,
+      use_rslora: true,
+    });
+    expect((await readLora(dir)).alpha).toBeCloseTo(4 * Math.sqrt(2), 6);
+  });
+
+  it("the good folder itself, against the model", async () => {
+    const dir = await writeLoraFolder(join(corpusDir, "ok-peft"), goodTensors());
+    const read = await readLora(dir);
+    expect([read.rank, read.alpha]).toEqual([2, 4]);
+    expect(() => checkLoraCoverage(read, DEMO_SHAPES, "demo")).not.toThrow();
+    expect(Object.keys(loraParameters(read, DEMO_SHAPES, dir))).toEqual(Object.keys(DEMO_SHAPES));
   });
 });

@@ -34,6 +34,49 @@ export function initLoraParameters(shapes: LoraShapes, rank: number, seed: numbe
   return out;
 }
 
+/** `"a", "b", "c" and 4 more`: the first few of a list, quoted. */
+export function someOf(items: readonly string[], shown = 3): string {
+  const head = items
+    .slice(0, shown)
+    .map((i) => JSON.stringify(i))
+    .join(", ");
+  return items.length > shown ? `${head} and ${items.length - shown} more` : head;
+}
+
+/**
+ * Checks every factor of `file` that `shapes` has against its shape there; throws naming the file, the first
+ * tensor that does not fit with its found and expected shapes, how many others differ, and what to do.
+ */
+export function checkLoraShapes(
+  file: LoraFile,
+  shapes: LoraShapes,
+  where: string,
+  model = "this model",
+): void {
+  const wrong: { key: string; found: readonly number[]; expected: readonly number[] }[] = [];
+  for (const [key, f] of file.factors) {
+    const expected = shapes[key];
+    if (!expected) continue;
+    if (f.shape.length !== expected.length || f.shape.some((d, i) => d !== expected[i]))
+      wrong.push({ key, found: f.shape, expected });
+  }
+  if (wrong.length === 0) return;
+  const [first] = wrong;
+  throw new AdapterKitError(
+    `${where}: LoRA factor "${first!.key}" is [${first!.found.join(", ")}] but ${model} needs ` +
+      `[${first!.expected.join(", ")}]${
+        wrong.length > 1
+          ? ` (${wrong.length - 1} more factor(s) differ too, e.g. ${someOf(
+              wrong.slice(1).map((w) => w.key),
+              2,
+            )})`
+          : ""
+      }; ` +
+      "lora_A is [rank, in_features] and lora_B [out_features, rank], so the LoRA was trained on another " +
+      "model or another size of it. Use a LoRA trained on this model, or load the model it was made for (--model, --base).",
+  );
+}
+
 /**
  * A loaded LoRA as parameters of a model whose LoRA factors have `shapes`, checked module by module: a factor
  * the model does not have, or one of another shape, is an error naming the module, the file and the shapes.
@@ -43,23 +86,20 @@ export function loraParameters(file: LoraFile, shapes: LoraShapes, where: string
   const unknown = [...file.factors.keys()].filter((k) => !(k in shapes));
   if (unknown.length)
     throw new AdapterKitError(
-      `${where}: ${unknown.length} LoRA factor(s) target modules this model does not have or cannot adapt, ` +
-        `e.g. "${unknown[0]}" (the model's LoRA modules look like "${Object.keys(shapes)[0]?.replace(FACTOR_SUFFIX, "")}"); ` +
-        "was the LoRA trained on another model?",
+      `${where}: ${unknown.length} LoRA factor(s) target modules this model does not have or cannot adapt: ` +
+        `${someOf(loraModules(unknown))} (the model's LoRA modules look like ` +
+        `"${Object.keys(shapes)[0]?.replace(FACTOR_SUFFIX, "")}"); was the LoRA trained on another model? ` +
+        "Use a LoRA trained on this model, or load the model it was made for (--model, --base).",
     );
+  checkLoraShapes(file, shapes, where);
   const out: ParamSet = {};
   const missing: string[] = [];
-  for (const [key, shape] of Object.entries(shapes)) {
+  for (const [key] of Object.entries(shapes)) {
     const f = file.factors.get(key);
     if (!f) {
       missing.push(key);
       continue;
     }
-    if (f.shape.length !== shape.length || f.shape.some((d, i) => d !== shape[i]))
-      throw new AdapterKitError(
-        `${where}: LoRA factor "${key}" is [${f.shape.join(", ")}] but this model needs [${shape.join(", ")}]; ` +
-          "was the LoRA trained on another model or with another rank?",
-      );
     out[key] =
       key.endsWith(".lora_B.weight") && scale !== 1
         ? f.data.map((v) => v * scale)

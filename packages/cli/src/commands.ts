@@ -11,6 +11,7 @@ const adapterFlags = {
   model: { type: "string" },
   device: { type: "string" },
   lora: { type: "string" },
+  "lora-alpha": { type: "string" },
   "lora-scale": { type: "string" },
   seed: { type: "string" },
   "noise-seed": { type: "string" },
@@ -26,7 +27,7 @@ export const COMMANDS: readonly Command[] = [
     name: "train",
     summary: "post-train an adapter with Edit-R1 (DiffusionNFT + judge reward)",
     usage:
-      "edit-r1 train [--adapter tiny] [--config run.json] [--data train.jsonl] [--reward <spec>] [--steps N] [--out runs/x] [--resume]",
+      "edit-r1 train [--adapter tiny] [--config run.json] [--data train.jsonl] [--reward <spec>] [--steps N] [--out runs/x] [--resume] [--seed N] [--no-bench] [adapter flags]",
     options: {
       ...adapterFlags,
       config: { type: "string" },

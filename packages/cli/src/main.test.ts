@@ -130,16 +130,18 @@ describe("edit-r1 adapters (the registry is the package's adapter dependencies)"
       );
       return { code, err: c.err.join("\n") };
     };
+    // Values the adapter cannot take (core's checkAdapter) came from flags: usage errors, exit 2, like the
+    // malformed values below; exit 1 is for failures while running.
     expect(await run("--guidance", "3")).toMatchObject({
-      code: 1,
+      code: 2,
       err: expect.stringMatching(/"tiny" has no guidance/),
     });
     expect(await run("--dtype", "float16")).toMatchObject({
-      code: 1,
+      code: 2,
       err: expect.stringMatching(/"tiny" does not compute in float16/),
     });
     expect(await run("--resolution", "32x32")).toMatchObject({
-      code: 1,
+      code: 2,
       err: expect.stringMatching(/"tiny" does not generate 32×32/),
     });
     expect(await run("--dtype", "int8")).toMatchObject({

@@ -1,6 +1,8 @@
 import { helpText, parseCommand, UsageError } from "./args.js";
 import { COMMANDS } from "./commands.js";
 import type { CommandContext } from "./context.js";
+import { flagHelp } from "./flag-help.js";
+import { loadAdapter } from "./registry.js";
 
 export interface Io {
   out: (line: string) => void;
@@ -38,7 +40,17 @@ export async function main(
   }
   const command = COMMANDS.find((c) => c.name === parsed.command)!;
   if (parsed.values.help) {
-    io.out(`Usage: ${command.usage}`);
+    io.out(`Usage: ${command.usage}\n\nFlags:\n${flagHelp(command)}`);
+    // `edit --adapter tiny --help`: what that adapter takes (sizes, vocabulary), when it says.
+    const name = parsed.values.adapter;
+    if (typeof name === "string") {
+      const adapter = await loadAdapter(name).catch(() => undefined);
+      if (adapter)
+        io.out(
+          `\nAdapter ${adapter.name}: ${adapter.cli.description}` +
+            (adapter.cli.inputs ? `\n${adapter.cli.inputs.replace(/^/gm, "  ")}` : ""),
+        );
+    }
     return 0;
   }
   const ctx: CommandContext = {

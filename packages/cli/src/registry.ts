@@ -1,5 +1,11 @@
 import { createRequire } from "node:module";
-import type { Adapter, Benchmark } from "@edit-r1/core";
+import {
+  type Adapter,
+  type AdapterLoadOptions,
+  type Benchmark,
+  ConfigError,
+  checkAdapter,
+} from "@edit-r1/core";
 import { UsageError } from "./args.js";
 
 /**
@@ -108,6 +114,24 @@ export async function loadAdapter(name: string): Promise<Adapter> {
         "is it an Edit-R1 adapter package built for this version?",
     );
   return adapter;
+}
+
+/**
+ * core's checkAdapter for options that came from flags: a value the adapter cannot take (`--base sd3`,
+ * `--dtype float16` where only float32 runs, `--resolution 17x9`) is a usage error, exit code 2, like a
+ * malformed flag; the message names the flag and the values that are accepted.
+ */
+export function checkAdapterFlags(
+  adapter: Adapter,
+  options: AdapterLoadOptions,
+  purpose?: Parameters<typeof checkAdapter>[2],
+): void {
+  try {
+    checkAdapter(adapter, options, purpose);
+  } catch (err) {
+    if (err instanceof ConfigError) throw new UsageError(err.message);
+    throw err;
+  }
 }
 
 export async function createBenchmark(

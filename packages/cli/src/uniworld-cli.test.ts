@@ -47,8 +47,9 @@ describe("edit-r1 --adapter uniworld on its replica", () => {
     }
     const d = capture();
     const bad = ["edit", ...small, "--base", "sd3", "--model", model, "--image", image, "--instruction", "x"];
-    // A bad option value is a ConfigError from core (exit 1); unknown flags are usage errors (exit 2).
-    expect(await main([...bad, "--out", join(tmp, "x.png")], d.io)).toBe(1);
+    // A value the adapter cannot take (core's checkAdapter ConfigError) came from a flag, so the CLI reports
+    // it as a usage error, exit 2, like a malformed or unknown flag; 1 is for failures while running.
+    expect(await main([...bad, "--out", join(tmp, "x.png")], d.io)).toBe(2);
     expect(d.err.join("\n")).toMatch(/has no base "sd3"; choose one of qwen-image-edit, flux-kontext/);
   });
 

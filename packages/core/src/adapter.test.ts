@@ -50,6 +50,9 @@ describe("checkAdapter", () => {
   });
   it("rejects options the purpose cannot honour, naming the option", () => {
     expect(() => checkAdapter(base, { loraScale: 2 })).toThrow(/--lora-scale 2 was given without --lora/);
+    expect(() => checkAdapter(base, { loraAlpha: 16 })).toThrow(/--lora-alpha 16 was given without --lora/);
+    expect(() => checkAdapter(base, { lora: "x", loraAlpha: 0 })).toThrow(/--lora-alpha must be a positive/);
+    expect(() => checkAdapter(base, { lora: "x", loraAlpha: 16 })).not.toThrow();
     expect(() => checkAdapter(trainable, { lora: "x", loraScale: 2 }, "train")).toThrow(
       /cannot be used for training/,
     );

@@ -43,6 +43,11 @@ export interface AdapterLoadOptions {
   lora?: string;
   /** Multiplies the LoRA's alpha/rank when editing (default 1). Training starts from the factors as stored. */
   loraScale?: number;
+  /**
+   * The LoRA's lora_alpha when its files do not give one (a PEFT `adapter_model.safetensors` whose
+   * `adapter_config.json` is missing, with no `.alpha` tensors); without it such a LoRA is refused (--lora-alpha).
+   */
+  loraAlpha?: number;
   /** Seed of each request's starting noise (benchmarks pin it in their protocol). */
   noiseSeed?: number;
   /** Seed of a fresh LoRA's initialisation (training). */
@@ -63,6 +68,11 @@ export interface AdapterLoadOptions {
 export interface AdapterCli {
   /** One line for `edit-r1 --help`. */
   description: string;
+  /**
+   * What the model takes, for `edit-r1 adapters` and `edit-r1 edit --help --adapter <name>`: image sizes, how
+   * other sizes are handled, the words it understands (a closed vocabulary), … One or more lines.
+   */
+  inputs?: string;
   /** The Hub repository loaded when no --model is given (absent: the weights ship with the package). */
   defaultRepo?: string;
   /** The files of `defaultRepo` that `edit-r1 download --adapter <name>` fetches (glob patterns). */
@@ -174,6 +184,14 @@ export function checkAdapter(
     throw new ConfigError(
       `${name}: --lora-scale ${options.loraScale} was given without --lora; name the LoRA.`,
     );
+  if (options.loraAlpha !== undefined) {
+    if (!(Number.isFinite(options.loraAlpha) && options.loraAlpha > 0))
+      throw new ConfigError(`${name}: --lora-alpha must be a positive number, got ${options.loraAlpha}.`);
+    if (options.lora === undefined && !caps.builtInLora)
+      throw new ConfigError(
+        `${name}: --lora-alpha ${options.loraAlpha} was given without --lora; name the LoRA it belongs to.`,
+      );
+  }
   if (purpose === "train" && options.loraScale !== undefined && options.loraScale !== 1)
     throw new ConfigError(
       `${name}: --lora-scale ${options.loraScale} cannot be used for training; training starts from the LoRA's ` +

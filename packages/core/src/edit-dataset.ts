@@ -2,7 +2,7 @@ import { access, readFile } from "node:fs/promises";
 import { basename, dirname, isAbsolute, relative, resolve } from "node:path";
 import { EditR1Error } from "./errors.js";
 import { groupKeyOf } from "./group-stats.js";
-import { decodeImage } from "./image-io.js";
+import { decodeImage, ImageTooLargeError, MAX_IMAGE_PIXELS } from "./image-io.js";
 import type { EditRequest, RgbImage } from "./types.js";
 
 /** One problem with one line of an Edit-R1 JSONL file. */
@@ -14,17 +14,49 @@ export interface DatasetIssue {
 
 /** The data set failed validation; `issues` lists every bad line, not only the first. */
 export class EditDatasetError extends EditR1Error {
+  /** `problem` replaces the list of lines when the whole file is the problem (unreadable, no rows). */
   constructor(
     readonly file: string,
     readonly issues: readonly DatasetIssue[],
+    problem?: string,
   ) {
     const shown = issues.slice(0, 50).map((i) => `  line ${i.line}: ${i.reason}`);
     if (issues.length > 50) shown.push(`  … and ${issues.length - 50} more`);
     super(
-      `${file}: ${issues.length} bad line${issues.length === 1 ? "" : "s"}; fix them and run again ` +
-        `(each line is {"prompt": string, "image": path relative to the file, "requirement"?: string}):\n${shown.join("\n")}`,
+      problem !== undefined
+        ? `${file}: ${problem}`
+        : `${file}: ${issues.length} bad line${issues.length === 1 ? "" : "s"}; fix them and run again ` +
+            `(${LINE_FORMAT}):\n${shown.join("\n")}`,
     );
   }
+}
+
+const LINE_FORMAT =
+  'each line is {"prompt": string, "image": path relative to the file, "requirement"?: string}';
+
+/**
+ * The keys of a JSON object's top level, in order, duplicates kept (JSON.parse keeps only the last of a
+ * duplicated key). `text` must be valid JSON.
+ */
+function topLevelKeys(text: string): string[] {
+  const keys: string[] = [];
+  let depth = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c === "{" || c === "[") depth++;
+    else if (c === "}" || c === "]") depth--;
+    else if (c === '"') {
+      let j = i + 1;
+      while (text[j] !== '"') j += text[j] === "\\" ? 2 : 1;
+      if (depth === 1) {
+        let k = j + 1;
+        while (/\s/.test(text[k] ?? "")) k++;
+        if (text[k] === ":") keys.push(JSON.parse(text.slice(i, j + 1)) as string);
+      }
+      i = j;
+    }
+  }
+  return keys;
 }
 
 /** One validated row: the request without its pixels, which load on demand. */
@@ -80,13 +112,22 @@ export class EditDataset implements PromptSet {
     try {
       text = await readFile(path, "utf8");
     } catch (e) {
-      throw new EditDatasetError(path, [
-        { line: 0, reason: `cannot read the file (${(e as Error).message})` },
-      ]);
+      const code = (e as NodeJS.ErrnoException).code;
+      const why =
+        code === "ENOENT"
+          ? "it does not exist"
+          : code === "EISDIR"
+            ? "it is a folder; pass the JSONL file inside it"
+            : code === "EACCES" || code === "EPERM"
+              ? "permission denied"
+              : (e as Error).message;
+      throw new EditDatasetError(path, [], `cannot read the file (${why})`);
     }
     const issues: DatasetIssue[] = [];
     const rows: EditDatasetRow[] = [];
     const dir = dirname(path);
+    /** The first line of each group key (prompt + image): two rows of one group would be one prompt. */
+    const firstOfGroup = new Map<string, number>();
     text.split(/\r?\n/).forEach((raw, i) => {
       const line = i + 1;
       if (raw.trim() === "") return;
@@ -103,6 +144,13 @@ export class EditDataset implements PromptSet {
       }
       const o = obj as Record<string, unknown>;
       const problems: string[] = [];
+      const keys = topLevelKeys(raw);
+      const repeated = [...new Set(keys.filter((k, at) => keys.indexOf(k) !== at))];
+      if (repeated.length)
+        problems.push(
+          `key ${repeated.map((k) => JSON.stringify(k)).join(", ")} appears more than once in the object ` +
+            "(JSON keeps only the last); keep one",
+        );
       if (typeof o.prompt !== "string") problems.push('missing "prompt" (a string)');
       else if (o.prompt.trim() === "") problems.push('"prompt" is empty');
       if (typeof o.image !== "string" || o.image.trim() === "") problems.push('missing "image" (a path)');
@@ -121,6 +169,18 @@ export class EditDataset implements PromptSet {
         sourceKey: isAbsolute(image) ? image : relative(dir, resolve(dir, image)),
       };
       if (typeof o.requirement === "string") row.requirement = o.requirement;
+      const group = groupKeyOf({ instruction: row.instruction, key: row.key, sourceKey: row.sourceKey });
+      const first = firstOfGroup.get(group);
+      if (first !== undefined) {
+        issues.push({
+          line,
+          reason:
+            `same prompt and image as line ${first} (rollouts are grouped by prompt and image, so the two ` +
+            "rows would be one prompt drawn twice as often); remove one of the two lines",
+        });
+        return;
+      }
+      firstOfGroup.set(group, line);
       rows.push(row);
     });
 
@@ -137,6 +197,8 @@ export class EditDataset implements PromptSet {
             const { default: sharp } = await import("sharp");
             const meta = await sharp(row.imagePath).metadata();
             if (!meta.width || !meta.height) throw new Error("no image dimensions");
+            if (meta.width * meta.height > MAX_IMAGE_PIXELS)
+              throw new ImageTooLargeError(meta.width, meta.height, MAX_IMAGE_PIXELS);
           }
         } catch (e) {
           const msg =
@@ -146,7 +208,13 @@ export class EditDataset implements PromptSet {
       }
     };
     await Promise.all(Array.from({ length: concurrency }, worker));
-    if (rows.length === 0 && issues.length === 0) issues.push({ line: 0, reason: "the file has no rows" });
+    if (rows.length === 0 && issues.length === 0)
+      throw new EditDatasetError(
+        path,
+        [],
+        `the file has no rows (${text.trim() === "" ? "it is empty" : "only blank lines"}); ${LINE_FORMAT}. ` +
+          "Pass an Edit-R1 JSONL with at least one edit (e.g. train_metadata.jsonl)",
+      );
     if (issues.length) {
       issues.sort((a, b) => a.line - b.line);
       throw new EditDatasetError(path, issues);

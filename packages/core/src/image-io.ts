@@ -1,9 +1,47 @@
 import sharp from "sharp";
+import { EditR1Error } from "./errors.js";
 import type { RgbImage } from "./types.js";
 
-/** Decodes any image sharp reads (PNG, JPEG, WebP…) to 8-bit sRGB without alpha. */
-export async function decodeImage(input: string | Uint8Array): Promise<RgbImage> {
-  const { data, info } = await sharp(input)
+/**
+ * The most pixels `decodeImage` decodes by default: PIL's MAX_IMAGE_PIXELS (89,478,485, about 9459²), the
+ * limit the reference pipelines' image loading warns at. Far above any model's input (Qwen-Image-Edit and
+ * FLUX-Kontext resize to about 1 megapixel) and far below what would exhaust memory (3 bytes a pixel decoded).
+ */
+export const MAX_IMAGE_PIXELS = 89_478_485;
+
+/** An image too large to decode; refused from its header, before any pixel is decoded. */
+export class ImageTooLargeError extends EditR1Error {
+  override readonly name = "ImageTooLargeError";
+  constructor(
+    readonly width: number,
+    readonly height: number,
+    readonly maxPixels: number,
+  ) {
+    super(
+      `the image is ${width}×${height} (${((width * height) / 1e6).toFixed(1)} megapixels), more than the ` +
+        `${(maxPixels / 1e6).toFixed(1)} megapixels decoded; downscale it first (e.g. to 2048 pixels on the long side)`,
+    );
+  }
+}
+
+export interface DecodeImageOptions {
+  /** Refuse images with more pixels than this, from the header (default MAX_IMAGE_PIXELS). */
+  maxPixels?: number;
+}
+
+/**
+ * Decodes any image sharp reads (PNG, JPEG, WebP…) to 8-bit sRGB without alpha. The header is read first: an
+ * image of more than `maxPixels` pixels is an ImageTooLargeError before anything is decoded.
+ */
+export async function decodeImage(
+  input: string | Uint8Array,
+  options: DecodeImageOptions = {},
+): Promise<RgbImage> {
+  const maxPixels = options.maxPixels ?? MAX_IMAGE_PIXELS;
+  const { width, height } = await sharp(input).metadata();
+  if (width !== undefined && height !== undefined && width * height > maxPixels)
+    throw new ImageTooLargeError(width, height, maxPixels);
+  const { data, info } = await sharp(input, { limitInputPixels: maxPixels })
     .rotate() // honour EXIF orientation, as PIL-based pipelines see the photo
     .toColourspace("srgb")
     .removeAlpha()

@@ -60,7 +60,14 @@ export {
   groupKeyOf,
   groupStatistics,
 } from "./group-stats.js";
-export { decodeImage, encodePng, imageGridPng } from "./image-io.js";
+export {
+  type DecodeImageOptions,
+  decodeImage,
+  encodePng,
+  ImageTooLargeError,
+  imageGridPng,
+  MAX_IMAGE_PIXELS,
+} from "./image-io.js";
 export { ItemJournal } from "./item-journal.js";
 export {
   buildNftObjective,
@@ -96,7 +103,14 @@ export {
   svgLineChart,
 } from "./report.js";
 export { Rng, type RngState } from "./rng.js";
-export { RunDirectory } from "./run-directory.js";
+export {
+  checkOutputFolder,
+  fsProblem,
+  OutputFolderError,
+  type OutputLayout,
+  RUN_LAYOUT,
+  RunDirectory,
+} from "./run-directory.js";
 export { claimOutDir, ResumeMismatchError, RUN_IDENTITY_FILE } from "./run-identity.js";
 export {
   type DecodedSafetensors,

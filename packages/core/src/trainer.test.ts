@@ -1,10 +1,19 @@
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import {
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { promptSetFromRequests } from "./edit-dataset.js";
 import type { ParamSet } from "./params.js";
 import { Rng } from "./rng.js";
+import { OutputFolderError } from "./run-directory.js";
 import { DpmSolverPlusPlus2MSampler, EulerSampler } from "./samplers.js";
 import { ToyFlowPolicy, ToyRegionReward, toyPointOf } from "./toy-policy.js";
 import { type StepMetrics, type TrainConfigInput, TrainingDivergedError, train } from "./trainer.js";
@@ -327,5 +336,77 @@ describe("train (resolution buckets and prepare)", () => {
     });
     // Both buckets were drawn over the run.
     expect(new Set(log.map((l) => l.split(" ")[1])).size).toBe(2);
+  });
+});
+
+describe("train (output folder faults, checkpoint before metrics)", () => {
+  const opts = () => ({
+    policy: new ToyFlowPolicy({ seed: 3 }),
+    sampler: new EulerSampler(),
+    reward: new ToyRegionReward(),
+    prompts,
+    config: { ...toyConfig, steps: 2 },
+    progress: null,
+  });
+  const steps = (outDir: string) =>
+    readFileSync(join(outDir, "metrics.jsonl"), "utf8")
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l).step as number);
+
+  it("says in words that the folder is a file, or that metrics.jsonl is a folder, before writing anything", async () => {
+    const file = join(tempDir(), "a-file");
+    writeFileSync(file, "x");
+    await expect(train({ ...opts(), outDir: file })).rejects.toThrow(/a-file is a file; choose a folder/);
+    await expect(train({ ...opts(), outDir: join(file, "run") })).rejects.toThrow(
+      /run cannot be created: .*a-file is a file, not a folder/,
+    );
+    const outDir = tempDir();
+    mkdirSync(join(outDir, "metrics.jsonl"));
+    const err = await train({ ...opts(), outDir }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(OutputFolderError);
+    expect((err as Error).message).toMatch(/metrics\.jsonl is a folder, but the run writes a file there/);
+    expect((err as Error).message).not.toMatch(/EISDIR/);
+    expect(readdirSync(outDir)).toEqual(["metrics.jsonl"]);
+  });
+
+  it("writes no metrics line for a step whose checkpoint failed, and resumes from the last good one", async () => {
+    const outDir = tempDir();
+    const inner = new ToyRegionReward();
+    let calls = 0;
+    // Step 2's first scoring call puts a file where the checkpoints folder was.
+    const sabotage: Reward = {
+      name: "toy",
+      async score(batch: readonly RewardInput[]) {
+        if (++calls === 3) {
+          renameSync(join(outDir, "checkpoints"), join(outDir, "moved"));
+          writeFileSync(join(outDir, "checkpoints"), "");
+        }
+        return inner.score(batch);
+      },
+    };
+    const err = await train({ ...opts(), reward: sabotage, outDir }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(OutputFolderError);
+    expect((err as Error).message).toMatch(
+      /cannot write the checkpoint of step 2 .*checkpoints is a file, but the run keeps a folder there/,
+    );
+    expect(steps(outDir)).toEqual([1]);
+    rmSync(join(outDir, "checkpoints"));
+    renameSync(join(outDir, "moved"), join(outDir, "checkpoints"));
+    const resumed = await train({ ...opts(), outDir, resume: true });
+    expect(resumed.metrics.map((m) => m.step)).toEqual([2]);
+    expect(steps(outDir)).toEqual([1, 2]);
+  });
+
+  it("restores a checkpoint's metrics line on resume when the run stopped before appending it", async () => {
+    const outDir = tempDir();
+    const first = await train({ ...opts(), outDir });
+    const path = join(outDir, "metrics.jsonl");
+    // As if the process died between writing checkpoint 2 and appending its line.
+    writeFileSync(path, `${readFileSync(path, "utf8").trim().split("\n")[0]}\n`);
+    await train({ ...opts(), config: { ...toyConfig, steps: 3 }, outDir, resume: true });
+    expect(steps(outDir)).toEqual([1, 2, 3]);
+    const line2 = JSON.parse(readFileSync(path, "utf8").split("\n")[1]!);
+    expect(line2).toEqual(JSON.parse(JSON.stringify(first.metrics[1])));
   });
 });

@@ -24,7 +24,7 @@ import {
 } from "./params.js";
 import { type GalleryItem, renderReport } from "./report.js";
 import { Rng, type RngState } from "./rng.js";
-import { RunDirectory } from "./run-directory.js";
+import { fsProblem, OutputFolderError, RunDirectory } from "./run-directory.js";
 import { decodeSafetensorsF32, encodeSafetensorsF32 } from "./safetensors-f32.js";
 import type { NftBatch, TrainablePolicy } from "./trainable-policy.js";
 import type { EditRequest, Reward, RewardInput, RewardOutput, RgbImage, Sampler } from "./types.js";
@@ -204,13 +204,18 @@ export interface TrainResult {
 /** Exports into a temporary sibling folder and swaps it in, so a crash never leaves a half-written LoRA. */
 async function exportLoraAtomically(policy: TrainablePolicy, params: ParamSet, dir: string): Promise<string> {
   const tmp = `${dir}.tmp-${process.pid}`;
-  rmSync(tmp, { recursive: true, force: true });
-  mkdirSync(tmp, { recursive: true });
-  await policy.exportLora!(params, tmp);
-  const old = `${dir}.old-${process.pid}`;
-  if (existsSync(dir)) renameSync(dir, old);
-  renameSync(tmp, dir);
-  rmSync(old, { recursive: true, force: true });
+  try {
+    rmSync(tmp, { recursive: true, force: true });
+    mkdirSync(tmp, { recursive: true });
+    await policy.exportLora!(params, tmp);
+    const old = `${dir}.old-${process.pid}`;
+    if (existsSync(dir)) renameSync(dir, old);
+    renameSync(tmp, dir);
+    rmSync(old, { recursive: true, force: true });
+  } catch (e) {
+    if (typeof (e as NodeJS.ErrnoException).code !== "string") throw e;
+    throw new OutputFolderError(dir, `cannot write the LoRA: ${fsProblem(e)} (${dir})`);
+  }
   return dir;
 }
 
@@ -222,6 +227,8 @@ interface TrainerState {
   adamStep: number;
   rng: { prompts: RngState; rollout: RngState; train: RngState };
   banned: string[];
+  /** The step's metrics line, appended after the checkpoint; a resume restores it if the append never happened. */
+  metrics?: StepMetrics;
 }
 
 /** Settings whose change would make a resumed run differ from an uninterrupted one. */
@@ -350,7 +357,8 @@ class TrainingRun {
     const latest = run.latestCheckpoint();
     if (latest && !this.options.resume)
       throw new ConfigError(
-        `${run.root} already holds checkpoints (newest: step ${latest.step}); pass resume to continue it or choose another output folder`,
+        `${run.root} already holds checkpoints (newest: step ${latest.step}); resume it (\`resume: true\`, ` +
+          "`edit-r1 train --resume`) or choose another output folder",
       );
     if (!(latest && this.options.resume)) {
       if (existsSync(run.metricsPath)) run.truncateMetrics(0);
@@ -383,6 +391,9 @@ class TrainingRun {
     for (const b of state.banned) this.banned.add(b);
     this.step = state.step;
     run.truncateMetrics(this.step);
+    // A stop between the checkpoint and its metrics line leaves the line missing; the checkpoint holds it.
+    if (state.metrics && !run.readMetrics().some((m) => m.step === state.step))
+      run.appendMetrics(state.metrics);
     this.lastCheckpoint = latest.dir;
   }
 
@@ -513,7 +524,11 @@ class TrainingRun {
     };
   }
 
-  /** Logs the step (metrics line, sample grid, progress) and checkpoints it, the metrics line first. */
+  /**
+   * Logs the step (sample grid, checkpoint, metrics line, progress). On a checkpoint step the checkpoint (and
+   * its LoRA) is written first and the metrics line after it, so a metrics line never names a step whose
+   * checkpoint failed; the checkpoint carries the line, so a resume restores it if the append did not happen.
+   */
   async recordStep(scored: ScoredRollouts, trained: TrainedStep, stepS: number): Promise<StepMetrics> {
     const { config, step, dir: run } = this;
     const { samples, outputs, rewards, stats } = scored;
@@ -559,14 +574,14 @@ class TrainingRun {
       lr: config.optimizer.lr,
       time: { rolloutS: scored.rolloutS, rewardWaitS: scored.rewardWaitS, trainS: trained.trainS, stepS },
     };
-    run.appendMetrics(record);
     if (step % config.checkpointEvery === 0 || step === config.steps) {
-      this.saveCheckpoint();
+      this.saveCheckpoint(record);
       // Each checkpoint also carries its EMA weights as a loadable LoRA (PEFT files), for bench --lora.
       const { policy } = this.options;
       if (policy.exportLora)
         await exportLoraAtomically(policy, this.ema.params, join(this.lastCheckpoint!, "lora"));
     }
+    run.appendMetrics(record);
     this.progress?.write(
       `step ${step}/${config.steps}  reward ${rewardMean.toFixed(4)} ± ${rewardStd.toFixed(4)}  ` +
         `filtered ${(record.filteredFraction * 100).toFixed(0)}%  loss ${trained.loss.toPrecision(4)}  ` +
@@ -575,7 +590,7 @@ class TrainingRun {
     return record;
   }
 
-  saveCheckpoint(): void {
+  saveCheckpoint(metrics?: StepMetrics): void {
     const { policy } = this.options;
     const adamState = this.adam.getState();
     const state: TrainerState = {
@@ -590,6 +605,7 @@ class TrainingRun {
         train: this.rngTrain.getState(),
       },
       banned: [...this.banned],
+      ...(metrics ? { metrics } : {}),
     };
     const meta = { format: "pt", step: String(this.step), policy: policy.name };
     this.lastCheckpoint = this.dir.writeCheckpoint(this.step, {

@@ -18,6 +18,8 @@ export async function adapters(ctx: CommandContext): Promise<number> {
       `  source images ≤ ${c.maxSourceImages} · devices ${c.devices.join("/")} · dtypes ${c.dtypes.join("/")} · guidance ${c.guidance} · ` +
         `sizes ${sizes}${c.resolutions !== "any" && c.resolutions.length > 4 ? ", …" : ""} · ${c.trainable ? "trainable" : "edit only"}`,
     );
+    // What the model takes, when it is narrower than "any image, any words" (the tiny model's size and words).
+    if (cli.inputs) ctx.out(cli.inputs.replace(/^/gm, "  "));
   }
   return 0;
 }

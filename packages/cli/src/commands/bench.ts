@@ -1,6 +1,6 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { type AdapterLoadOptions, benchmarkMarkdown, checkAdapter } from "@edit-r1/core";
+import { type AdapterLoadOptions, benchmarkMarkdown } from "@edit-r1/core";
 import { UsageError } from "../args.js";
 import {
   type CommandContext,
@@ -10,9 +10,16 @@ import {
   requireFlag,
   stringFlag,
 } from "../context.js";
-import { createBenchmark, loadAdapter } from "../registry.js";
+import { checkOutFlag } from "../out-folder.js";
+import { checkAdapterFlags, createBenchmark, loadAdapter } from "../registry.js";
 
 const DTYPES = ["float32", "float16", "bfloat16"] as const;
+
+/** What a benchmark keeps in its output folder. */
+export const BENCH_LAYOUT = {
+  files: ["results.json", "results.md", "gallery.html", "items.jsonl", "run-identity.json"],
+  folders: ["images", "reference"],
+};
 
 /**
  * Adapter loading flags shared by bench, edit and train. `--seed` sets both the noise seed and the LoRA-init
@@ -35,6 +42,7 @@ export function adapterOptions(ctx: CommandContext): AdapterLoadOptions {
     model: stringFlag(ctx, "model"),
     base: stringFlag(ctx, "base"),
     lora: stringFlag(ctx, "lora"),
+    loraAlpha: numberFlag(ctx, "lora-alpha"),
     loraScale: numberFlag(ctx, "lora-scale"),
     noiseSeed,
     initSeed,
@@ -53,7 +61,7 @@ export async function bench(ctx: CommandContext): Promise<number> {
   const benchmarkName = requireFlag(ctx, "benchmark", "imgedit, gedit or shapes");
   const options = adapterOptions(ctx);
   const adapter = await loadAdapter(adapterName);
-  checkAdapter(adapter, options, "edit");
+  checkAdapterFlags(adapter, options, "edit");
   const limit = intFlag(ctx, "limit", 1);
   const benchmark = await createBenchmark(benchmarkName, {
     judge: stringFlag(ctx, "judge"),
@@ -65,6 +73,7 @@ export async function bench(ctx: CommandContext): Promise<number> {
   const outDir =
     stringFlag(ctx, "out") ??
     join("runs", `bench-${adapterName}-${benchmarkName}${options.lora ? "-lora" : ""}`);
+  checkOutFlag(outDir, BENCH_LAYOUT);
   const editor = await adapter.loadEditor(options);
   try {
     const report = await benchmark.run(editor, {

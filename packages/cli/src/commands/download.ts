@@ -1,9 +1,8 @@
-import { checkAdapter } from "@edit-r1/core";
 import { downloadRepo } from "@edit-r1/hub";
 import { UsageError } from "../args.js";
 import type { CommandContext } from "../context.js";
 import { stringFlag } from "../context.js";
-import { loadAdapter } from "../registry.js";
+import { checkAdapterFlags, loadAdapter } from "../registry.js";
 
 /** `edit-r1 download <repo> [--include pattern]… | --adapter <name>`: fills the Hugging Face cache. */
 export async function download(ctx: CommandContext): Promise<number> {
@@ -12,7 +11,7 @@ export async function download(ctx: CommandContext): Promise<number> {
   if (adapterName) {
     const adapter = await loadAdapter(adapterName);
     const base = stringFlag(ctx, "base");
-    checkAdapter(adapter, base === undefined ? {} : { base });
+    checkAdapterFlags(adapter, base === undefined ? {} : { base });
     const { cli } = adapter;
     if (cli.downloads) {
       presets = cli

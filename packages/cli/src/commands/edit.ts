@@ -1,8 +1,9 @@
-import { checkAdapter, decodeImage, type EditRequest, encodePng, type RgbImage } from "@edit-r1/core";
+import { decodeImage, type EditRequest, encodePng, type RgbImage } from "@edit-r1/core";
 import { writeFileAtomic } from "@edit-r1/engine";
 import { UsageError } from "../args.js";
 import { type CommandContext, requireFlag, stringFlag } from "../context.js";
-import { loadAdapter } from "../registry.js";
+import { checkOutFile } from "../out-folder.js";
+import { checkAdapterFlags, loadAdapter } from "../registry.js";
 import { adapterOptions } from "./bench.js";
 
 /** `edit-r1 edit`: one instruction on one image (or several, `--image` repeated, for multi-image models). */
@@ -11,10 +12,18 @@ export async function edit(ctx: CommandContext): Promise<number> {
   const flag = ctx.values.image;
   const imagePaths = (Array.isArray(flag) ? flag : [flag]).filter((v): v is string => typeof v === "string");
   if (imagePaths.length === 0) requireFlag(ctx, "image", "the source image, any format sharp reads");
-  const instruction = requireFlag(ctx, "instruction", 'e.g. --instruction "make the sky purple"');
+  const instruction = stringFlag(ctx, "instruction");
+  if (instruction === undefined)
+    throw new UsageError('--instruction is required (e.g. --instruction "make the sky purple").');
+  // "" and "   " are one mistake: one message, one exit code.
+  if (instruction.trim() === "")
+    throw new UsageError(
+      '--instruction is empty; say what to change (e.g. --instruction "make the sky purple").',
+    );
   const out = requireFlag(ctx, "out", "where the edited PNG goes");
+  checkOutFile(out);
   const options = adapterOptions(ctx);
-  checkAdapter(adapter, options, "edit");
+  checkAdapterFlags(adapter, options, "edit");
   if (imagePaths.length > adapter.capabilities.maxSourceImages)
     throw new UsageError(
       `--image was given ${imagePaths.length} times; adapter "${adapter.name}" takes at most ` +

@@ -3,21 +3,41 @@ import { join } from "node:path";
 import {
   type AdapterTrainDefaults,
   type BenchmarkReport,
-  checkAdapter,
+  ConfigError,
   EditDataset,
+  fsProblem,
   imageGridPng,
+  RUN_LAYOUT,
   RunDirectory,
   renderReport,
+  resolveTrainConfig,
   train as runTraining,
   samplerByName,
   type TrainConfigInput,
 } from "@edit-r1/core";
 import { writeFileAtomic } from "@edit-r1/engine";
-import { createRewardFromSpec, createShapesJudgeReward } from "@edit-r1/rewards";
+import {
+  createRewardFromSpec,
+  createShapesJudgeReward,
+  JudgeConfigError,
+  parseRewardSpec,
+} from "@edit-r1/rewards";
 import { UsageError } from "../args.js";
 import { type CommandContext, intFlag, progressLine, stringFlag } from "../context.js";
-import { createBenchmark, loadAdapter } from "../registry.js";
+import { checkOutFlag } from "../out-folder.js";
+import { checkAdapterFlags, createBenchmark, loadAdapter } from "../registry.js";
 import { adapterOptions } from "./bench.js";
+
+/** What a training run's folder holds: the trainer's files plus what this command adds. */
+const TRAIN_LAYOUT = {
+  files: [...RUN_LAYOUT.files, "benchmark.md", "before-after.png"],
+  folders: [...RUN_LAYOUT.folders, "data", "lora", "bench-before", "bench-after"],
+};
+
+/** A reward spec problem (syntax, kind, options) as a usage error naming --reward. */
+function rewardSpecError(spec: string, err: unknown): unknown {
+  return err instanceof JudgeConfigError ? new UsageError(`--reward ${spec}: ${err.message}.`) : err;
+}
 
 function timestamp(): string {
   return new Date().toISOString().replace(/[-:]/g, "").replace("T", "-").slice(0, 15);
@@ -29,7 +49,7 @@ function readConfig(path: string | undefined): TrainConfigInput {
   try {
     text = readFileSync(path, "utf8");
   } catch (err) {
-    throw new UsageError(`--config ${path}: cannot read it (${(err as Error).message}).`);
+    throw new UsageError(`--config ${path}: cannot read it (${fsProblem(err)}).`);
   }
   try {
     return JSON.parse(text) as TrainConfigInput;
@@ -70,17 +90,19 @@ export function comparisonTable(before: BenchmarkReport, after: BenchmarkReport)
 /**
  * `edit-r1 train`: Edit-R1 post-training of an adapter. With no flags it runs the embedded default: the tiny
  * model on shapes-world data with the shapes judge, and the shapes benchmark before and after.
+ *
+ * Every input is checked before anything is written: flags and adapter options, the output folder (in words),
+ * an earlier run's checkpoints without --resume, the reward spec, and the data file with its images. Each
+ * is a usage error (exit 2) naming its flag, except data-file contents (exit 1, naming the lines).
  */
 export async function train(ctx: CommandContext): Promise<number> {
   const adapterName = stringFlag(ctx, "adapter") ?? "tiny";
   const adapter = await loadAdapter(adapterName);
   const options = adapterOptions(ctx);
-  checkAdapter(adapter, options, "train");
+  checkAdapterFlags(adapter, options, "train");
   const defaults = adapter.trainDefaults ?? {};
   const resume = Boolean(ctx.values.resume);
   const outDir = stringFlag(ctx, "out") ?? join("runs", `${adapterName}-${timestamp()}`);
-  if (resume && !existsSync(outDir))
-    throw new UsageError(`--resume: ${outDir} does not exist; pass the --out of the run.`);
 
   const steps = intFlag(ctx, "steps", 1);
   const seed = intFlag(ctx, "seed");
@@ -91,67 +113,108 @@ export async function train(ctx: CommandContext): Promise<number> {
     ...(seed !== undefined ? { seed } : {}),
   };
 
-  const dataPath = stringFlag(ctx, "data") ?? (await defaultTrainData(outDir, adapterName, defaults));
-  ctx.err(`data: ${dataPath}`);
-  const prompts = await EditDataset.load(dataPath);
+  try {
+    resolveTrainConfig(config);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    throw new UsageError(
+      `${stringFlag(ctx, "config") ? `--config ${stringFlag(ctx, "config")}: ` : ""}${err.message}.`,
+    );
+  }
+  checkOutFlag(outDir, TRAIN_LAYOUT);
+  if (resume && !existsSync(outDir))
+    throw new UsageError(`--resume: ${outDir} does not exist; pass the --out of the run.`);
+  const latest = existsSync(outDir) ? new RunDirectory(outDir).latestCheckpoint() : null;
+  if (latest && !resume)
+    throw new UsageError(
+      `--out ${outDir} already holds checkpoints (newest: step ${latest.step}); add --resume to continue ` +
+        "that run, or choose another --out.",
+    );
+  const dataFlag = stringFlag(ctx, "data");
+  if (dataFlag === undefined && !defaults.writeTrainData)
+    throw new UsageError(`--data is required for adapter "${adapterName}" (an Edit-R1 JSONL file).`);
   const rewardSpec = stringFlag(ctx, "reward") ?? defaults.reward ?? "mllm";
+  try {
+    parseRewardSpec(rewardSpec);
+  } catch (err) {
+    throw rewardSpecError(rewardSpec, err);
+  }
+  if (dataFlag !== undefined) ctx.err(`data: ${dataFlag}`);
+  let prompts = dataFlag === undefined ? undefined : await EditDataset.load(dataFlag);
   const reward = await createRewardFromSpec(rewardSpec, {
     env: ctx.env,
     factories: { shapes: () => createShapesJudgeReward() },
+  }).catch((err: unknown) => {
+    throw rewardSpecError(rewardSpec, err);
   });
-  ctx.err(`adapter: ${adapterName}  reward: ${rewardSpec}  out: ${outDir}`);
-
-  const benchName = ctx.values["no-bench"] ? undefined : defaults.benchmark;
-  const benchmark = benchName ? await createBenchmark(benchName, { env: ctx.env }) : undefined;
-  const runBench = async (label: string, lora: string | undefined, fresh: boolean) => {
-    if (!benchmark) return undefined;
-    const dir = join(outDir, `bench-${label}`);
-    // Benchmarks reuse outputs found in their folder; after more training those belong to an older LoRA.
-    if (fresh) rmSync(dir, { recursive: true, force: true });
-    const editor = await adapter.loadEditor({ ...options, lora });
-    try {
-      const report = await benchmark.run(editor, {
-        outDir: dir,
-        onProgress: progressLine(ctx, `benchmark (${label})`),
-      });
-      return report;
-    } finally {
-      await editor.close?.();
-    }
-  };
-
-  const before = await runBench("before", options.lora, false);
-  if (before) ctx.err(`benchmark before: ${before.overall.toFixed(3)}`);
-
-  const policy = await adapter.loadPolicy!(options);
-  let result: Awaited<ReturnType<typeof runTraining>>;
-  try {
-    result = await runTraining({
-      policy,
-      sampler: samplerByName(defaults.sampler ?? "dpm2"),
-      reward,
-      prompts,
-      outDir,
-      config,
-      resume,
-      signal: ctx.signal,
-    });
-  } finally {
+  let rewardClosed = false;
+  const closeReward = async () => {
+    if (rewardClosed) return;
+    rewardClosed = true;
     await reward.close?.();
-  }
-  const loraDir = result.loraDir;
-  ctx.err(`trained to step ${result.step}; LoRA (EMA weights): ${loraDir}`);
+  };
+  try {
+    if (!prompts) {
+      const dataPath = await defaultTrainData(outDir, adapterName, defaults);
+      ctx.err(`data: ${dataPath}`);
+      prompts = await EditDataset.load(dataPath);
+    }
+    ctx.err(`adapter: ${adapterName}  reward: ${rewardSpec}  out: ${outDir}`);
 
-  const after = await runBench("after", loraDir, true);
-  if (before && after) {
-    const table = comparisonTable(before, after);
-    ctx.out(table);
-    await writeFileAtomic(join(outDir, "benchmark.md"), `${table}\n`);
-    await writeReport(outDir, before, after, benchmark);
+    const benchName = ctx.values["no-bench"] ? undefined : defaults.benchmark;
+    const benchmark = benchName ? await createBenchmark(benchName, { env: ctx.env }) : undefined;
+    const runBench = async (label: string, lora: string | undefined, fresh: boolean) => {
+      if (!benchmark) return undefined;
+      const dir = join(outDir, `bench-${label}`);
+      // Benchmarks reuse outputs found in their folder; after more training those belong to an older LoRA.
+      if (fresh) rmSync(dir, { recursive: true, force: true });
+      const editor = await adapter.loadEditor({ ...options, lora });
+      try {
+        const report = await benchmark.run(editor, {
+          outDir: dir,
+          onProgress: progressLine(ctx, `benchmark (${label})`),
+        });
+        return report;
+      } finally {
+        await editor.close?.();
+      }
+    };
+
+    const before = await runBench("before", options.lora, false);
+    if (before) ctx.err(`benchmark before: ${before.overall.toFixed(3)}`);
+
+    const policy = await adapter.loadPolicy!(options);
+    let result: Awaited<ReturnType<typeof runTraining>>;
+    try {
+      result = await runTraining({
+        policy,
+        sampler: samplerByName(defaults.sampler ?? "dpm2"),
+        reward,
+        prompts,
+        outDir,
+        config,
+        resume,
+        signal: ctx.signal,
+      });
+    } finally {
+      await closeReward();
+    }
+    const loraDir = result.loraDir;
+    ctx.err(`trained to step ${result.step}; LoRA (EMA weights): ${loraDir}`);
+
+    const after = await runBench("after", loraDir, true);
+    if (before && after) {
+      const table = comparisonTable(before, after);
+      ctx.out(table);
+      await writeFileAtomic(join(outDir, "benchmark.md"), `${table}\n`);
+      await writeReport(outDir, before, after, benchmark);
+    }
+    ctx.out(`\nreport: ${join(outDir, "report.html")}`);
+    ctx.out(`resume: edit-r1 train --adapter ${adapterName} --out ${outDir} --resume --steps <more>`);
+    return 0;
+  } finally {
+    await closeReward();
   }
-  ctx.out(`\nreport: ${join(outDir, "report.html")}`);
-  ctx.out(`resume: edit-r1 train --adapter ${adapterName} --out ${outDir} --resume --steps <more>`);
-  return 0;
 }
 
 /** Rewrites report.html with the run's curves plus a before/after gallery of the benchmark. */

@@ -1,0 +1,101 @@
+import type { CommandSpec } from "./args.js";
+
+/** A flag's value placeholder (absent for switches) and what it does. */
+type FlagHelp = readonly [value: string | undefined, what: string];
+
+/** Flags that mean the same in every command that takes them (the adapter flags first). */
+const COMMON: Readonly<Record<string, FlagHelp>> = {
+  adapter: ["name", "the model to load; `edit-r1 adapters` lists them with what each takes"],
+  base: [
+    "name",
+    "the base model, for adapters layered over several (uniworld: qwen-image-edit, flux-kontext)",
+  ],
+  model: ["dir|repo", "a local weights folder or a Hub repo id in the cache (default: the adapter's)"],
+  device: ["cpu|cuda", "where the model runs (default cpu)"],
+  lora: ["path", "a PEFT/diffusers LoRA folder or .safetensors file (a run's lora/)"],
+  "lora-alpha": [
+    "N",
+    "the LoRA's lora_alpha when its folder has no adapter_config.json (a PEFT folder without its config is refused otherwise)",
+  ],
+  "lora-scale": ["s", "multiplies the LoRA's strength (default 1; 0 is the base model)"],
+  seed: ["N", "sets --noise-seed and --init-seed (train: also the training seed)"],
+  "noise-seed": ["N", "seed of each edit's starting noise"],
+  "init-seed": ["N", "seed of a fresh LoRA's initialisation"],
+  "sample-steps": ["N", "sampler steps (edit/bench: the protocol's; train: the rollouts')"],
+  guidance: ["s", "guidance scale (FLUX's distilled guidance, or true CFG)"],
+  dtype: ["float32|float16|bfloat16", "compute dtype of the transformer"],
+  resolution: ["WxH", "output size (train: the rollout size), one of the adapter's"],
+  out: ["dir", "where results go"],
+  data: ["file|dir|repo", "the data"],
+  steps: ["N", "how many steps"],
+  force: [undefined, "replace what is there"],
+};
+
+/** Flags whose meaning depends on the command. */
+const BY_COMMAND: Readonly<Record<string, Readonly<Record<string, FlagHelp>>>> = {
+  train: {
+    config: [
+      "run.json",
+      "training settings as JSON (TrainConfig: groupSize, promptsPerBatch, optimizer.lr, …)",
+    ],
+    data: [
+      "train.jsonl",
+      'Edit-R1 JSONL, one {"prompt", "image", "requirement"?} a line (default: the adapter\'s own)',
+    ],
+    reward: [
+      "spec",
+      "the reward: [weight*]kind[:target][?options], e.g. shapes or mllm:http://127.0.0.1:8000/v1?model=X",
+    ],
+    steps: ["N", "optimizer steps to reach (a resumed run continues up to N)"],
+    out: ["dir", "the run folder (default runs/<adapter>-<time>); must not hold checkpoints unless --resume"],
+    resume: [undefined, "continue the run in --out from its newest checkpoint"],
+    "no-bench": [undefined, "skip the benchmark before and after training"],
+  },
+  bench: {
+    benchmark: ["imgedit|gedit|shapes", "the benchmark"],
+    judge: ["spec", "the judge: mllm:<url>?model=… (default: the EDIT_R1_JUDGE_* variables)"],
+    data: ["dir|repo", "the benchmark's data: a local folder or a Hub dataset id"],
+    language: ["en|cn", "GEdit's instruction language"],
+    subset: ["full|intersection", "GEdit's subset"],
+    limit: ["N", "run only the first N items"],
+    out: ["dir", "where results.json, results.md and gallery.html go (outputs found there are reused)"],
+  },
+  edit: {
+    image: ["file", "the source image (repeat for multi-image models)"],
+    instruction: ["text", 'what to change, e.g. "make the sky purple"'],
+    requirement: ["text", "what the result must satisfy (passed to adapters that use it)"],
+    out: ["file.png", "where the edited PNG goes"],
+  },
+  pretrain: {
+    steps: ["N", "pretraining steps (default 1250)"],
+    seed: ["N", "the pretraining seed"],
+    batch: ["N", "pairs per step (default 32)"],
+    lr: ["x", "learning rate (default 1e-3)"],
+    out: ["dir", "where tiny.safetensors and config.json go"],
+  },
+  replica: {
+    out: ["dir", "the folder to write (must be new unless --force)"],
+    seed: ["N", "seed of the random weights"],
+  },
+  download: {
+    include: ["pattern", "only files matching the glob (repeatable)"],
+    dataset: [undefined, "the id is a data set, not a model"],
+  },
+};
+
+/**
+ * The flags a command takes, one line each with its value and what it does: every flag the parser accepts is
+ * listed (generated from the command's options), so `--help` cannot omit one.
+ */
+export function flagHelp(spec: CommandSpec): string {
+  const rows = Object.entries(spec.options ?? {}).map(([name, option]) => {
+    const [value, what] = BY_COMMAND[spec.name]?.[name] ??
+      COMMON[name] ?? [option.type === "string" ? "value" : undefined, ""];
+    const repeat = option.multiple ? " …" : "";
+    const flag: string = `--${name}${value && option.type === "string" ? ` <${value}>` : ""}${repeat}`;
+    return [flag, what] as const;
+  });
+  rows.push(["-h, --help", "this text"]);
+  const width = Math.min(34, Math.max(...rows.map(([f]) => f.length)));
+  return rows.map(([f, what]) => `  ${f.padEnd(width)}  ${what}`.trimEnd()).join("\n");
+}
