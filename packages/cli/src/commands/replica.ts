@@ -54,7 +54,7 @@ export async function replica(ctx: CommandContext): Promise<number> {
     const files = await listFiles(temp);
     if (!files.length) throw new Error(`adapter "${name}" wrote no files; nothing was put in ${outFlag}.`);
     await moveIntoPlace(temp, out, existing !== undefined);
-    report(ctx, adapter, name, out, files);
+    report(ctx, adapter, base === undefined ? name : `${name} --base ${base}`, out, files);
   } finally {
     await rm(temp, { recursive: true, force: true });
   }
