@@ -62,7 +62,7 @@ describe("chat client retries", () => {
     expect(client.stats()).toMatchObject({ failed: 1, retries: 2 });
   });
 
-  it("does not retry 4xx other than 408/409/429", async () => {
+  it("does not retry 4xx other than 408/429", async () => {
     const { server, judge } = await serve(() => ({
       fault: "status",
       status: 400,

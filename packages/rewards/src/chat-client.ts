@@ -1,8 +1,10 @@
 /**
  * A client for OpenAI-compatible chat completions (vLLM, SGLang, OpenAI, our judge server) built for
  * reward scoring: bounded concurrency, a timeout per attempt, retries with exponential backoff and
- * jitter on 408/409/429/5xx, timeouts, connection errors and unreadable bodies, then a JudgeRequestError.
- * The API key goes only into the Authorization header; it is never part of an error or a stat.
+ * jitter on what can succeed when asked again (timeouts, connection errors, unreadable bodies, 408, 429,
+ * 5xx; never another 4xx, the client's own mistake), a line per retry through `log`, and a total deadline
+ * per call, then a JudgeRequestError. The API key goes only into the Authorization header; it is never part
+ * of an error, a log line or a stat.
  */
 import type { ChatCompletionRequest } from "./chat-types.js";
 import { JudgeConfigError, JudgeRequestError } from "./errors.js";
@@ -15,8 +17,13 @@ export interface ChatClientOptions {
   apiKey?: string;
   /** Requests in flight at once. Default 16. */
   concurrency?: number;
-  /** Per attempt, headers and body included. Default 120 000 ms. */
+  /** Per attempt, headers and body included. Default 60 000 ms (a loaded vLLM answers a judge prompt in seconds). */
   timeoutMs?: number;
+  /**
+   * Per call, from its first attempt to the answer, retries and backoff included; then the call fails, naming
+   * the judge and the last problem. Default 300 000 ms.
+   */
+  deadlineMs?: number;
   /** Retries after the first attempt. Default 5. */
   maxRetries?: number;
   /** First backoff; doubles per retry, jittered to [d/2, d]. Default 500 ms. */
@@ -25,6 +32,18 @@ export interface ChatClientOptions {
   retryMaxMs?: number;
   /** Random source for the jitter, in [0, 1). Default Math.random. */
   random?: () => number;
+  /**
+   * Receives one line per retry, e.g. `judge: no answer from http://h:8000/v1 after 60 s, retry 2/5`, so a slow
+   * or dead judge is visible while it happens. The same line repeated by concurrent requests is written once.
+   * Default: standard error.
+   */
+  log?: (line: string) => void;
+}
+
+/** Seconds for people: "0.2 s", "1.5 s", "60 s". */
+export function formatSeconds(ms: number): string {
+  const s = ms / 1000;
+  return `${s >= 10 ? Math.round(s) : Number(s.toPrecision(2))} s`;
 }
 
 export interface ChatClientStats {
@@ -63,13 +82,16 @@ export interface ChatClient {
 
 interface AttemptFailure {
   message: string;
+  /** What the retry line says happened, e.g. "no answer from URL after 60 s". */
+  short: string;
   retryable: boolean;
   status?: number;
   retryAfterMs?: number;
   cause?: unknown;
 }
 
-const RETRYABLE_STATUS = new Set([408, 409, 429]);
+/** 4xx that can succeed when sent again: the server timed the request out, or was busy. */
+const RETRYABLE_STATUS = new Set([408, 429]);
 
 /** The server's own words from an OpenAI ({error:{message}}) or older vLLM ({message}) error body. */
 function errorMessageOf(text: string): string {
@@ -115,15 +137,34 @@ export function normaliseBaseUrl(baseUrl: string): string {
 
 export function createChatClient(options: ChatClientOptions): ChatClient {
   const baseUrl = normaliseBaseUrl(options.baseUrl);
-  const timeoutMs = options.timeoutMs ?? 120_000;
+  const timeoutMs = options.timeoutMs ?? 60_000;
+  const deadlineMs = options.deadlineMs ?? 300_000;
   const maxRetries = options.maxRetries ?? 5;
   const retryBaseMs = options.retryBaseMs ?? 500;
   const retryMaxMs = options.retryMaxMs ?? 20_000;
   const random = options.random ?? Math.random;
-  for (const [name, v] of Object.entries({ timeoutMs, maxRetries, retryBaseMs, retryMaxMs })) {
+  for (const [name, v] of Object.entries({ timeoutMs, deadlineMs, maxRetries, retryBaseMs, retryMaxMs })) {
     if (!Number.isFinite(v) || v < 0)
       throw new JudgeConfigError(`chat client ${name} ${v} must be a number ≥ 0`);
   }
+  for (const [name, v] of Object.entries({ timeoutMs, deadlineMs })) {
+    if (v === 0) throw new JudgeConfigError(`chat client ${name} must be more than 0`);
+  }
+  const write = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  let lastLine = "";
+  let lastLineAt = Number.NEGATIVE_INFINITY;
+  /** Concurrent requests hitting one dead judge would print the same line each; print it once. */
+  const log = (line: string) => {
+    const now = performance.now();
+    if (line === lastLine && now - lastLineAt < 10_000) return;
+    lastLine = line;
+    lastLineAt = now;
+    try {
+      write(line);
+    } catch {
+      // a broken log must not fail the request
+    }
+  };
   let limiter: Limiter;
   try {
     limiter = new Limiter(options.concurrency ?? 16);
@@ -154,11 +195,12 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
     path: string,
     payload: string | undefined,
     signal: AbortSignal | undefined,
+    limitMs: number,
   ): Promise<{ ok: true; body: unknown } | { ok: false; failure: AttemptFailure }> {
     const timeout = new AbortController();
     const timer = setTimeout(
-      () => timeout.abort(new Error(`no complete answer within ${timeoutMs} ms`)),
-      timeoutMs,
+      () => timeout.abort(new Error(`no complete answer within ${limitMs} ms`)),
+      limitMs,
     );
     const combined = signal ? AbortSignal.any([signal, timeout.signal]) : timeout.signal;
     const started = performance.now();
@@ -175,6 +217,7 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
           ok: false,
           failure: {
             message: `HTTP ${res.status} from ${method} ${baseUrl}${path}: ${errorMessageOf(text)}${hint}`,
+            short: `HTTP ${res.status} from ${baseUrl}`,
             retryable: RETRYABLE_STATUS.has(res.status) || res.status >= 500,
             status: res.status,
             retryAfterMs: retryAfterMs(res.headers.get("retry-after")),
@@ -190,6 +233,7 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
           ok: false,
           failure: {
             message: `unreadable JSON from ${method} ${baseUrl}${path} (HTTP ${res.status}): ${JSON.stringify(shown)}`,
+            short: `unreadable answer from ${baseUrl}`,
             retryable: true,
             status: res.status,
             cause,
@@ -203,7 +247,8 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
         return {
           ok: false,
           failure: {
-            message: `timed out after ${timeoutMs} ms on ${method} ${baseUrl}${path}`,
+            message: `timed out after ${limitMs} ms on ${method} ${baseUrl}${path}`,
+            short: `no answer from ${baseUrl} after ${formatSeconds(limitMs)}`,
             retryable: true,
             cause: err,
           },
@@ -216,6 +261,7 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
         ok: false,
         failure: {
           message: `connection to ${baseUrl}${path} failed (${detail}); is the judge server running?`,
+          short: `connection to ${baseUrl} failed (${detail})`,
           retryable: true,
           cause: err,
         },
@@ -235,15 +281,29 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
     // Latency starts when the first attempt gets a slot: time queued behind our own limiter is not the judge's.
     let started: number | undefined;
     let last: AttemptFailure | undefined;
+    const pastDeadline = (n: number): JudgeRequestError => {
+      counters.failed++;
+      return new JudgeRequestError(
+        `judge at ${baseUrl} gave no usable answer within the ${formatSeconds(deadlineMs)} deadline ` +
+          `(${n} attempt${n === 1 ? "" : "s"}; last: ${last?.message ?? "none"}); check that the judge server ` +
+          "is up and answering, or raise timeout= / deadline= (seconds) in the reward spec",
+        { status: last?.status, attempts: n, retryable: true, cause: last?.cause },
+      );
+    };
     for (let n = 1; n <= maxRetries + 1; n++) {
       const release = await limiter.acquire(signal).catch((reason) => {
         counters.failed++;
         throw reason;
       });
       started ??= performance.now();
+      const left = started + deadlineMs - performance.now();
+      if (left <= 0) {
+        release();
+        throw pastDeadline(n - 1);
+      }
       let result: Awaited<ReturnType<typeof attempt>>;
       try {
-        result = await attempt(method, path, payload, signal);
+        result = await attempt(method, path, payload, signal, Math.min(timeoutMs, Math.ceil(left)));
       } catch (reason) {
         counters.failed++;
         throw reason;
@@ -267,13 +327,15 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
           cause: last.cause,
         });
       }
-      counters.retries++;
       const ceiling = Math.min(retryMaxMs, retryBaseMs * 2 ** (n - 1));
       const backoff = ceiling / 2 + (random() * ceiling) / 2;
       const wait =
         last.retryAfterMs !== undefined
           ? Math.min(retryMaxMs, Math.max(backoff, last.retryAfterMs))
           : backoff;
+      if (performance.now() + wait >= started + deadlineMs) throw pastDeadline(n);
+      counters.retries++;
+      log(`judge: ${last.short}, retry ${n}/${maxRetries}`);
       await sleep(wait, signal).catch((reason) => {
         counters.failed++;
         throw reason;

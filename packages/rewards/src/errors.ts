@@ -31,6 +31,15 @@ export class JudgeRequestError extends EditR1Error {
 }
 
 /**
+ * What a judge model was asked cannot be judged, and asking again will not change that (a prompt without the
+ * line the judge reads, an image of the wrong size): the client's mistake. The judge server answers it with
+ * HTTP 400 and an OpenAI error body, which clients do not retry.
+ */
+export class JudgeInputError extends EditR1Error {
+  override readonly name = "JudgeInputError";
+}
+
+/**
  * The judge answered, but the answer cannot be turned into a score (no logprobs, no score token among
  * the candidates, no integer in the text). Never retried: a deterministic judge would answer the same.
  */

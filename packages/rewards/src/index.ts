@@ -29,7 +29,13 @@ export {
   RewardContractError,
   type WeightedReward,
 } from "./compose-rewards.js";
-export { JudgeConfigError, JudgeRequestError, JudgeResponseError, RewardItemError } from "./errors.js";
+export {
+  JudgeConfigError,
+  JudgeInputError,
+  JudgeRequestError,
+  JudgeResponseError,
+  RewardItemError,
+} from "./errors.js";
 export { createFunctionReward } from "./function-reward.js";
 export {
   decodeImageDataUrl,

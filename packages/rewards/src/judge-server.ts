@@ -16,7 +16,7 @@ import type {
   ChatLogprobContent,
   ChatMessage,
 } from "./chat-types.js";
-import { JudgeConfigError } from "./errors.js";
+import { JudgeConfigError, JudgeInputError } from "./errors.js";
 import { decodeImageDataUrl, ImageDecodeError } from "./image-data-url.js";
 import type { JudgeAnswer, JudgeModel, JudgeModelReply, JudgeModelRequest } from "./judge-model.js";
 
@@ -403,6 +403,8 @@ export async function startJudgeServer(options: JudgeServerOptions): Promise<Jud
       reply = await model.judge(judgeRequest);
     } catch (err) {
       if (signal.aborted) return;
+      // The request's fault: a 4xx, so clients do not send it again. Anything else is the server's.
+      if (err instanceof JudgeInputError) throw bad(err.message, "messages");
       throw new HttpError(500, `judge model "${model.id}" failed: ${(err as Error).message}`, "server_error");
     }
     if (signal.aborted) return;

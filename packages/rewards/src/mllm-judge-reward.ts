@@ -49,10 +49,15 @@ export interface MllmJudgeOptions {
   image?: ImageEncoding;
   /** Requests in flight. Default 16. */
   concurrency?: number;
+  /** Per attempt. Default 60 000 ms. */
   timeoutMs?: number;
+  /** Per item, retries included; then the batch fails naming the judge. Default 300 000 ms. */
+  deadlineMs?: number;
   maxRetries?: number;
   retryBaseMs?: number;
   retryMaxMs?: number;
+  /** Where retry lines go (`judge: no answer from … after 60 s, retry 2/5`). Default standard error. */
+  log?: (line: string) => void;
   /** Cache verdicts in memory. Default on, 100 000 entries, oldest evicted first. */
   cache?: boolean | { maxEntries?: number };
 }
@@ -131,6 +136,8 @@ export function createMllmJudgeReward(options: MllmJudgeOptions = {}): MllmJudge
     apiKey: settings.apiKey,
     concurrency: options.concurrency,
     timeoutMs: options.timeoutMs,
+    deadlineMs: options.deadlineMs,
+    log: options.log,
     maxRetries: options.maxRetries,
     retryBaseMs: options.retryBaseMs,
     retryMaxMs: options.retryMaxMs,

@@ -73,6 +73,20 @@ describe("mllmOptionsFromSpec", () => {
     expect(() => mllmOptionsFromSpec(one("mllm?concurrency=lots"), {})).toThrow(/not a number/);
     expect(() => mllmOptionsFromSpec(one("mllm?apiKeyEnv=NOPE"), {})).toThrow(/unset environment variable/);
   });
+
+  it("reads timeout= and deadline= in seconds, and refuses zero, negatives and both timeout spellings", () => {
+    const one = (s: string) => parseRewardSpec(s)[0];
+    expect(mllmOptionsFromSpec(one("mllm?timeout=90&deadline=600"), {})).toMatchObject({
+      timeoutMs: 90_000,
+      deadlineMs: 600_000,
+    });
+    expect(mllmOptionsFromSpec(one("mllm?timeoutMs=2500"), {}).timeoutMs).toBe(2500);
+    expect(() => mllmOptionsFromSpec(one("mllm?timeout=0"), {})).toThrow(
+      /timeout=0 must be a number of seconds > 0/,
+    );
+    expect(() => mllmOptionsFromSpec(one("mllm?deadline=-5"), {})).toThrow(/deadline=-5 must be/);
+    expect(() => mllmOptionsFromSpec(one("mllm?timeout=1&timeoutMs=1000"), {})).toThrow(/keep one/);
+  });
 });
 
 describe("createRewardFromSpec", () => {

@@ -6,6 +6,7 @@
  *
  *   mllm:http://127.0.0.1:8000/v1?model=Qwen2.5-VL-32B-Instruct
  *   mllm?mode=yes-no                       (URL, model and key from EDIT_R1_JUDGE_*)
+ *   mllm:http://h:8000/v1?timeout=120&deadline=600   (seconds per attempt, and per item with retries)
  *   0.8*mllm:http://h:8000/v1,0.2*shapes   (weighted sum; weights are relative)
  *   qwen-vl:Qwen/Qwen2.5-VL-7B-Instruct?device=cuda&dtype=float16   (the judge in process)
  *
@@ -76,7 +77,9 @@ const MLLM_OPTIONS = [
   "mode",
   "apiKeyEnv",
   "concurrency",
+  "timeout",
   "timeoutMs",
+  "deadline",
   "retries",
   "topLogprobs",
   "maxTokens",
@@ -120,6 +123,18 @@ export function mllmOptionsFromSpec(part: RewardSpecPart, env: Env = process.env
     if (!apiKey)
       throw new JudgeConfigError(`reward spec apiKeyEnv=${o.apiKeyEnv} names an unset environment variable`);
   }
+  const seconds = (key: string): number | undefined => {
+    const v = numberOption(part, key);
+    if (v !== undefined && !(v > 0)) {
+      throw new JudgeConfigError(
+        `reward spec option ${key}=${part.options[key]} must be a number of seconds > 0`,
+      );
+    }
+    return v === undefined ? undefined : v * 1000;
+  };
+  if (o.timeout !== undefined && o.timeoutMs !== undefined) {
+    throw new JudgeConfigError("reward spec gives both timeout= (seconds) and timeoutMs=; keep one");
+  }
   return {
     name: part.name,
     url: part.target,
@@ -128,7 +143,8 @@ export function mllmOptionsFromSpec(part: RewardSpecPart, env: Env = process.env
     env,
     mode: o.mode as JudgeMode | undefined,
     concurrency: numberOption(part, "concurrency"),
-    timeoutMs: numberOption(part, "timeoutMs"),
+    timeoutMs: seconds("timeout") ?? numberOption(part, "timeoutMs"),
+    deadlineMs: seconds("deadline"),
     maxRetries: numberOption(part, "retries"),
     topLogprobs: numberOption(part, "topLogprobs"),
     maxTokens: numberOption(part, "maxTokens"),
@@ -224,11 +240,17 @@ export function qwenVLOptionsFromSpec(part: RewardSpecPart): QwenVLJudgeRewardOp
  */
 export async function createRewardFromSpec(
   spec: string,
-  options: { factories?: Readonly<Record<string, RewardFactory>>; env?: Env } = {},
+  options: {
+    factories?: Readonly<Record<string, RewardFactory>>;
+    env?: Env;
+    /** Where an HTTP judge's retry lines go. Default standard error. */
+    log?: (line: string) => void;
+  } = {},
 ): Promise<Reward> {
   const env = options.env ?? process.env;
+  const log = options.log;
   const factories: Record<string, RewardFactory> = {
-    mllm: (part) => createMllmJudgeReward(mllmOptionsFromSpec(part, env)),
+    mllm: (part) => createMllmJudgeReward({ ...mllmOptionsFromSpec(part, env), ...(log ? { log } : {}) }),
     "qwen-vl": (part) => createQwenVLJudgeReward(qwenVLOptionsFromSpec(part)),
     ...options.factories,
   };

@@ -1,7 +1,7 @@
 import type { Reward, RewardInput, RewardOutput } from "@edit-r1/core";
-import { judgeFromRequirement } from "@edit-r1/shapes";
+import { judgeFromRequirement, ShapesError } from "@edit-r1/shapes";
 import { checkRewardOutputs } from "./compose-rewards.js";
-import { JudgeConfigError } from "./errors.js";
+import { JudgeConfigError, JudgeInputError } from "./errors.js";
 import { type JudgeModel, parseJudgePrompt } from "./judge-model.js";
 
 /**
@@ -14,15 +14,22 @@ export function createShapesJudgeModel(id = "shapes"): JudgeModel {
     id,
     judge({ images, text }) {
       const { requirement } = parseJudgePrompt(text);
+      // Everything wrong here is in the request, so the server answers 400 and the client does not retry.
       if (!requirement) {
-        throw new JudgeConfigError(
+        throw new JudgeInputError(
           "shapes judge: the prompt has no 'Requirement for this edit:' line with a [shapes:v1:…] tag; " +
             "score shapes-world data with the default score-logit template.",
         );
       }
       const edited = images[images.length - 1];
-      if (!edited) throw new JudgeConfigError("shapes judge: the request carries no edited image.");
-      return { distribution: judgeFromRequirement(edited, requirement).probs };
+      if (!edited) throw new JudgeInputError("shapes judge: the request carries no edited image.");
+      try {
+        return { distribution: judgeFromRequirement(edited, requirement).probs };
+      } catch (err) {
+        if (err instanceof ShapesError)
+          throw new JudgeInputError(`shapes judge: ${err.message}`, { cause: err });
+        throw err;
+      }
     },
   };
 }

@@ -1,4 +1,5 @@
 import { mkdir, readdir, stat } from "node:fs/promises";
+import { isIP } from "node:net";
 import { resolve } from "node:path";
 import {
   createShapesJudgeModel,
@@ -47,6 +48,20 @@ async function openModel(ctx: CommandContext, entry: string): Promise<JudgeModel
   );
 }
 
+/** Whether a --host value only reaches this machine: any 127.x.x.x, ::1 (also written out or as IPv4-mapped), localhost. */
+export function isLoopbackHost(host: string): boolean {
+  const h = host
+    .trim()
+    .toLowerCase()
+    .replace(/^\[(.*)\]$/, "$1");
+  if (h === "localhost" || h.endsWith(".localhost")) return true;
+  if (isIP(h) === 4) return h.startsWith("127.");
+  if (isIP(h) !== 6) return false;
+  // The URL parser writes IPv6 in its shortest form: ::1, and ::ffff:7fxx:xxxx for IPv4-mapped 127.x.
+  const short = new URL(`http://[${h}]`).hostname;
+  return short === "[::1]" || /^\[::ffff:7f[0-9a-f]{2}:[0-9a-f]{1,4}\]$/.test(short);
+}
+
 /** `edit-r1 judge serve` (a local judge behind the OpenAI-compatible API, until Ctrl-C) and `judge replica`. */
 export async function judgeServe(ctx: CommandContext): Promise<number> {
   const [sub] = ctx.positionals;
@@ -55,6 +70,15 @@ export async function judgeServe(ctx: CommandContext): Promise<number> {
     throw new UsageError(
       `Unknown judge subcommand "${sub ?? ""}". Did you mean "judge serve" or "judge replica"?`,
     );
+  // Flags first: loading a judge model can take minutes, a typo in --port should not.
+  const port = intFlag(ctx, "port") ?? 0;
+  if (port > 65535)
+    throw new UsageError(`--port ${port} is not a TCP port; use 1 to 65535, or 0 for any free port.`);
+  const keyEnv = stringFlag(ctx, "api-key-env");
+  const apiKey = keyEnv ? ctx.env[keyEnv] : undefined;
+  if (keyEnv && !apiKey) throw new UsageError(`--api-key-env names ${keyEnv}, which is not set.`);
+  const host = stringFlag(ctx, "host") ?? "127.0.0.1";
+  if (host.trim() === "") throw new UsageError("--host is empty; give an address, e.g. 127.0.0.1.");
   const entries = (stringFlag(ctx, "model") ?? "shapes").split(",");
   const models: JudgeModel[] = [];
   try {
@@ -64,14 +88,16 @@ export async function judgeServe(ctx: CommandContext): Promise<number> {
     throw err;
   }
   const names = models.map((m) => m.id);
-  const keyEnv = stringFlag(ctx, "api-key-env");
-  const apiKey = keyEnv ? ctx.env[keyEnv] : undefined;
-  if (keyEnv && !apiKey) throw new UsageError(`--api-key-env names ${keyEnv}, which is not set.`);
-  const host = stringFlag(ctx, "host") ?? "127.0.0.1";
-  if (host !== "127.0.0.1" && host !== "localhost" && host !== "::1" && !apiKey) {
+  if (!isLoopbackHost(host) && !apiKey) {
     ctx.err(`warning: serving on ${host} without --api-key-env exposes the judge to the network.`);
   }
-  const server = await startJudgeServer({ models, host, port: intFlag(ctx, "port") ?? 0, apiKey });
+  let server: Awaited<ReturnType<typeof startJudgeServer>>;
+  try {
+    server = await startJudgeServer({ models, host, port, apiKey });
+  } catch (err) {
+    await Promise.all(models.map((m) => m.close?.()));
+    throw err;
+  }
   ctx.out(`judge serving ${names.join(", ")} at ${server.url}`);
   ctx.out(`use it with: EDIT_R1_JUDGE_URL=${server.url} EDIT_R1_JUDGE_MODEL=${names[0]}`);
   await new Promise<void>((resolve) => {

@@ -143,6 +143,7 @@ export async function train(ctx: CommandContext): Promise<number> {
   let prompts = dataFlag === undefined ? undefined : await EditDataset.load(dataFlag);
   const reward = await createRewardFromSpec(rewardSpec, {
     env: ctx.env,
+    log: (line) => ctx.err(line),
     factories: { shapes: () => createShapesJudgeReward() },
   }).catch((err: unknown) => {
     throw rewardSpecError(rewardSpec, err);
