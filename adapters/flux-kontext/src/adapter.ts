@@ -1,3 +1,4 @@
+import { policyTrainingOptions } from "@edit-r1/adapter-kit";
 import type { Adapter, AdapterLoadOptions } from "@edit-r1/core";
 import { INTERFACE_VERSION } from "@edit-r1/core";
 import { type ComputeDType, EDIT_R1_LORA_TARGETS } from "@edit-r1/models";
@@ -86,17 +87,9 @@ export function createFluxKontextAdapter(settings: FluxKontextAdapterSettings = 
       return loadFluxKontext(editOptions);
     },
     loadPolicy: (options = {}) => {
-      const resolution = options.resolution
-        ? { width: options.resolution[0], height: options.resolution[1] }
-        : settings.resolution;
-      const lora = options.loraConfig ?? settings.lora;
       const policyOptions: LoadFluxKontextPolicyOptions = {
         ...shared(options),
-        ...(options.lora ? { initialLora: options.lora } : {}),
-        ...(options.loraAlpha !== undefined ? { initialLoraAlpha: options.loraAlpha } : {}),
-        ...(lora ? { lora } : {}),
-        ...(options.initSeed !== undefined ? { initSeed: options.initSeed } : {}),
-        ...(resolution ? { resolution } : {}),
+        ...policyTrainingOptions(options, settings),
       };
       return loadFluxKontextPolicy(policyOptions);
     },

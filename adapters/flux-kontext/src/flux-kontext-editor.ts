@@ -2,6 +2,7 @@ import { writeFile } from "node:fs/promises";
 import {
   checkLoraCoverage,
   checkRgbImage,
+  editorLora,
   imageToTensor,
   type LoraFile,
   packLatents,
@@ -149,7 +150,8 @@ export class FluxKontextEditor implements Editor {
   readonly protocol: Record<string, unknown>;
   private readonly sessions: SessionCache;
   private readonly sampler: Sampler;
-  private readonly loraFeeds: Record<string, Float32Array> = {};
+  /** The LoRA (if any) as the velocity graphs take it: builder options and the factors' feeds. */
+  private readonly lora: ReturnType<typeof editorLora>;
   private readonly vaeFactor: number;
   private closed = false;
 
@@ -170,7 +172,7 @@ export class FluxKontextEditor implements Editor {
     this.sampler = samplerByName(settings.sampler);
     this.vaeFactor = LATENT_SCALE_OF(model.vae.config.blockOutChannels.length);
     const lora = options.lora;
-    if (lora) for (const [k, t] of lora.factors) this.loraFeeds[`lora.${k}`] = t.data;
+    this.lora = editorLora(lora, options.loraScale);
     this.protocol = {
       adapter: "flux-kontext",
       model: model.dir,
@@ -292,7 +294,7 @@ export class FluxKontextEditor implements Editor {
       encoder_hidden_states: text.hidden,
       pooled_projections: text.pooled,
       guidance: Float32Array.of(this.settings.guidance),
-      ...this.loraFeeds,
+      ...this.lora.feeds,
     };
     const velocity: VelocityFn = async (x, sigma) => {
       const out = await session.run({ latents: x, timestep: Float32Array.of(sigma), ...fixed });
@@ -464,14 +466,7 @@ export class FluxKontextEditor implements Editor {
         targetGrid,
         contextGrid,
         dtype: this.options.dtype,
-        lora: lora
-          ? {
-              rank: lora.rank,
-              alpha: lora.alpha * (this.options.loraScale ?? 1),
-              targets: lora.modules,
-              inputPrefix: "lora.",
-            }
-          : undefined,
+        lora: this.lora.options,
       },
     );
     // Every module and factor shape of the file against the graph's, before a feed could fail on one.

@@ -2,12 +2,12 @@ import {
   createGraphPolicy,
   type GraphBucket,
   type GraphPolicy,
-  type LoraFile,
-  readLora,
+  graphPolicyOptions,
+  type PolicyTrainingOptions,
 } from "@edit-r1/adapter-kit";
 import { type EditRequest, flowMatchSchedule } from "@edit-r1/core";
-import type { Device, Graph } from "@edit-r1/engine";
-import { buildKontextVelocity, type ComputeDType, EDIT_R1_LORA_TARGETS } from "@edit-r1/models";
+import type { Graph } from "@edit-r1/engine";
+import { buildKontextVelocity, type ComputeDType } from "@edit-r1/models";
 import {
   FluxKontextEditor,
   type FluxKontextSettings,
@@ -26,14 +26,12 @@ export interface FluxKontextLoraSettings {
   targets?: readonly string[];
 }
 
-export interface LoadFluxKontextPolicyOptions extends OpenFluxKontextOptions {
+/** The model and rollout protocol; the LoRA, seeds and sessions are the kit's PolicyTrainingOptions. */
+export interface LoadFluxKontextPolicyOptions extends OpenFluxKontextOptions, PolicyTrainingOptions {
   /** A local pipeline folder or a Hub repo id in the local cache. */
   model: string;
-  device?: Device;
   /** Compute dtype of the transformer (default float32; the VAE and text encoders stay float32). */
   dtype?: ComputeDType;
-  /** onnxruntime intra-op threads per session. */
-  threads?: number;
   /**
    * The resolution bucket every rollout is made at (default 512×512, as Edit-R1); sources of another size are
    * resized to it. Both sides must be multiples of 16 (the VAE's 8 × the 2×2 packing) for the real model.
@@ -49,16 +47,6 @@ export interface LoadFluxKontextPolicyOptions extends OpenFluxKontextOptions {
   truncateInstructions?: boolean;
   /** The trainable LoRA. Ignored when `initialLora` is given (its rank, alpha and modules are used). */
   lora?: FluxKontextLoraSettings;
-  /** Start θ from this LoRA (a PEFT folder, a .safetensors file, or one loaded) instead of PEFT's init. */
-  initialLora?: string | LoraFile;
-  /** `initialLora`'s lora_alpha when its files give none (a PEFT folder without adapter_config.json). */
-  initialLoraAlpha?: number;
-  /** Seed of the LoRA A initialisation (default 0). */
-  initSeed?: number;
-  /** Gradient checkpointing of v_θ in the fused training graph (less memory, one more forward). */
-  recompute?: boolean;
-  /** Requests whose conditioning (T5, CLIP, VAE) is kept, least recently used dropped first (default 256). */
-  conditionCacheSize?: number;
 }
 
 /** FLUX.1-Kontext as a TrainablePolicy, with the base editor that encodes its conditions and decodes its latents. */
@@ -114,12 +102,7 @@ export async function loadFluxKontextPolicy(
   });
   try {
     editor.checkWeights();
-    const initialLora =
-      typeof options.initialLora === "string"
-        ? await readLora(options.initialLora, {
-            ...(options.initialLoraAlpha !== undefined ? { alpha: options.initialLoraAlpha } : {}),
-          })
-        : options.initialLora;
+    const policyOptions = await graphPolicyOptions(options);
 
     /** A bucket of a latent grid [h, w] (before packing): shapes, the dynamically shifted schedule, the graph. */
     const bucketOf = (grid: readonly [number, number], textTokens: number): GraphBucket => {
@@ -173,22 +156,7 @@ export async function loadFluxKontextPolicy(
         decode: (x0) => editor.decodeLatents(x0, resolution),
         dispose: () => editor.close(),
       },
-      {
-        lora: {
-          rank: options.lora?.rank ?? 32,
-          alpha: options.lora?.alpha ?? 64,
-          targets: options.lora?.targets ?? EDIT_R1_LORA_TARGETS,
-        },
-        ...(initialLora ? { initialLora } : {}),
-        ...(typeof options.initialLora === "string" ? { initialLoraPath: options.initialLora } : {}),
-        initSeed: options.initSeed ?? 0,
-        ...(options.device ? { device: options.device } : {}),
-        ...(options.threads !== undefined ? { threads: options.threads } : {}),
-        ...(options.recompute ? { recompute: true } : {}),
-        ...(options.conditionCacheSize !== undefined
-          ? { conditionCacheSize: options.conditionCacheSize }
-          : {}),
-      },
+      policyOptions,
     );
     return Object.assign(policy, { editor, resolution: { width, height } });
   } catch (e) {

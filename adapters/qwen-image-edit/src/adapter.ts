@@ -1,3 +1,4 @@
+import { policyTrainingOptions } from "@edit-r1/adapter-kit";
 import type { Adapter, AdapterLoadOptions } from "@edit-r1/core";
 import { INTERFACE_VERSION } from "@edit-r1/core";
 import { type ComputeDType, EDIT_R1_LORA_TARGETS } from "@edit-r1/models";
@@ -102,17 +103,9 @@ export function createQwenImageEditAdapter(settings: QwenImageEditAdapterSetting
           `qwen-image-edit trains without true CFG (Edit-R1's rollouts use true_cfg_scale 1); got guidance ${options.guidance}`,
         );
       }
-      const resolution = options.resolution
-        ? { width: options.resolution[0], height: options.resolution[1] }
-        : settings.resolution;
-      const lora = options.loraConfig ?? settings.lora;
       const policyOptions: LoadQwenImageEditPolicyOptions = {
         ...shared(options),
-        ...(options.lora ? { initialLora: options.lora } : {}),
-        ...(options.loraAlpha !== undefined ? { initialLoraAlpha: options.loraAlpha } : {}),
-        ...(lora ? { lora } : {}),
-        ...(options.initSeed !== undefined ? { initSeed: options.initSeed } : {}),
-        ...(resolution ? { resolution } : {}),
+        ...policyTrainingOptions(options, settings),
         ...(settings.areas?.vaeImageArea !== undefined ? { vaeImageArea: settings.areas.vaeImageArea } : {}),
         ...(settings.areas?.conditionImageArea !== undefined
           ? { conditionImageArea: settings.areas.conditionImageArea }

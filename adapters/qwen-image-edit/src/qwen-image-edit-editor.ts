@@ -1,6 +1,7 @@
 import {
   checkLoraCoverage,
   checkRgbImage,
+  editorLora,
   imageToTensor,
   type LoraFile,
   packLatents,
@@ -144,7 +145,8 @@ export class QwenImageEditEditor implements Editor {
   readonly protocol: Record<string, unknown>;
   private readonly sessions: SessionCache;
   private readonly sampler: Sampler;
-  private readonly loraFeeds: Record<string, Float32Array> = {};
+  /** The LoRA (if any) as the velocity graphs take it: builder options and the factors' feeds. */
+  private readonly lora: ReturnType<typeof editorLora>;
   private readonly prompts: PromptEncoder | undefined;
   /** Pixels per latent cell: 2^(number of temporal-downsample stages) = 8. */
   readonly vaeScale: number;
@@ -167,7 +169,7 @@ export class QwenImageEditEditor implements Editor {
       );
     }
     const lora = options.lora;
-    if (lora) for (const [k, t] of lora.factors) this.loraFeeds[`lora.${k}`] = t.data;
+    this.lora = editorLora(lora, options.loraScale);
     this.prompts = options.prompts;
     this.protocol = {
       adapter: "qwen-image-edit",
@@ -305,7 +307,7 @@ export class QwenImageEditEditor implements Editor {
         image_latents: latents.packed,
         encoder_hidden_states: text.hidden,
         ...(text.mask ? { encoder_hidden_states_mask: text.mask } : {}),
-        ...this.loraFeeds,
+        ...this.lora.feeds,
       };
       return async (x: Float32Array, sigma: number) => {
         // diffusers passes timesteps (σ·1000 in fp32) divided by 1000 again.
@@ -445,14 +447,7 @@ export class QwenImageEditEditor implements Editor {
       {
         imgShapes: shapes,
         dtype: this.options.dtype,
-        lora: lora
-          ? {
-              rank: lora.rank,
-              alpha: lora.alpha * (this.options.loraScale ?? 1),
-              targets: lora.modules,
-              inputPrefix: "lora.",
-            }
-          : undefined,
+        lora: this.lora.options,
       },
     );
     // Every module and factor shape of the file against the graph's, before a feed could fail on one.

@@ -2,32 +2,25 @@ import {
   createGraphPolicy,
   type GraphBucket,
   type GraphPolicy,
-  type LoraFile,
-  readLora,
+  graphPolicyOptions,
+  type PolicyTrainingOptions,
   resizeLikeDiffusers,
 } from "@edit-r1/adapter-kit";
 import { type EditRequest, flowMatchSchedule, requestSources } from "@edit-r1/core";
-import type { Device, Graph } from "@edit-r1/engine";
+import type { Graph } from "@edit-r1/engine";
 import type { ResolveOptions } from "@edit-r1/hub";
-import {
-  buildQwenImageEditVelocity,
-  type ComputeDType,
-  EDIT_R1_LORA_TARGETS,
-  type QwenImageShape,
-} from "@edit-r1/models";
+import { buildQwenImageEditVelocity, type ComputeDType, type QwenImageShape } from "@edit-r1/models";
 import { editorOf, qwenImageEditSettings } from "./load.js";
 import { maxSourcesOf, type QwenImageEditEditor, type TextCondition } from "./qwen-image-edit-editor.js";
 import { QwenImageEditError } from "./qwen-image-edit-error.js";
 import { openQwenImageEditModel } from "./qwen-image-edit-model.js";
 
-export interface LoadQwenImageEditPolicyOptions extends ResolveOptions {
+/** The model and rollout protocol; the LoRA, seeds and sessions are the kit's PolicyTrainingOptions. */
+export interface LoadQwenImageEditPolicyOptions extends ResolveOptions, PolicyTrainingOptions {
   /** A local pipeline folder or a Hub repo id in the local cache. */
   model: string;
-  device?: Device;
   /** Compute dtype of the transformer and the VLM (default float32; the VAE stays float32). */
   dtype?: ComputeDType;
-  /** onnxruntime intra-op threads per session. */
-  threads?: number;
   /** The rollout output size (default 512×512, as Edit-R1); both sides multiples of 16 for the real model. */
   resolution?: { width: number; height: number };
   /** Rollout steps (default 6); the schedule is linspace(1, 1/steps, steps), dynamically shifted, stretched, then 0. */
@@ -41,18 +34,6 @@ export interface LoadQwenImageEditPolicyOptions extends ResolveOptions {
    * include the VLM's image tokens: a 384² source alone is 196.
    */
   maxTextTokens?: number;
-  /** The trainable LoRA (default r 32, α 64 on Edit-R1's attention targets). Ignored with `initialLora`. */
-  lora?: { rank?: number; alpha?: number; targets?: readonly string[] };
-  /** Start θ from this LoRA (a PEFT folder, a .safetensors file, or one loaded) instead of PEFT's init. */
-  initialLora?: string | LoraFile;
-  /** `initialLora`'s lora_alpha when its files give none (a PEFT folder without adapter_config.json). */
-  initialLoraAlpha?: number;
-  /** Seed of the LoRA A initialisation (default 0). */
-  initSeed?: number;
-  /** Gradient checkpointing of v_θ in the fused training graph. */
-  recompute?: boolean;
-  /** Requests whose conditioning (VLM, VAE) is kept, least recently used dropped first (default 256). */
-  conditionCacheSize?: number;
 }
 
 /** Qwen-Image-Edit as a TrainablePolicy, with the base editor that encodes its conditions and decodes its latents. */
@@ -98,12 +79,7 @@ export async function loadQwenImageEditPolicy(
           `(the VAE's factor ${editor.vaeScale} times the 2×2 token packing), e.g. 512×512`,
       );
     const { config } = model.transformer;
-    const initialLora =
-      typeof options.initialLora === "string"
-        ? await readLora(options.initialLora, {
-            ...(options.initialLoraAlpha !== undefined ? { alpha: options.initialLoraAlpha } : {}),
-          })
-        : options.initialLora;
+    const policyOptions = await graphPolicyOptions(options);
     const target: QwenImageShape = [1, height / multiple, width / multiple];
 
     const bucketOf = (shapes: readonly QwenImageShape[], textTokens: number): GraphBucket => {
@@ -165,22 +141,7 @@ export async function loadQwenImageEditPolicy(
         decode: (x0) => editor.decodeLatents(x0, resolution),
         dispose: () => editor.close(),
       },
-      {
-        lora: {
-          rank: options.lora?.rank ?? 32,
-          alpha: options.lora?.alpha ?? 64,
-          targets: options.lora?.targets ?? EDIT_R1_LORA_TARGETS,
-        },
-        ...(initialLora ? { initialLora } : {}),
-        ...(typeof options.initialLora === "string" ? { initialLoraPath: options.initialLora } : {}),
-        initSeed: options.initSeed ?? 0,
-        ...(options.device ? { device: options.device } : {}),
-        ...(options.threads !== undefined ? { threads: options.threads } : {}),
-        ...(options.recompute ? { recompute: true } : {}),
-        ...(options.conditionCacheSize !== undefined
-          ? { conditionCacheSize: options.conditionCacheSize }
-          : {}),
-      },
+      policyOptions,
     );
     return Object.assign(policy, { editor, resolution: { width, height } });
   } catch (e) {

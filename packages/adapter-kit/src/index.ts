@@ -10,6 +10,12 @@ export {
   writeReplicaSafetensors,
   writeShardedSafetensors,
 } from "@edit-r1/models";
+export {
+  editorLora,
+  graphPolicyOptions,
+  type PolicyTrainingOptions,
+  policyTrainingOptions,
+} from "./adapter-options.js";
 export { AdapterKitError } from "./errors.js";
 export {
   createGraphPolicy,
