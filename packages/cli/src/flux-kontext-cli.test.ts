@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { decodeImage } from "@edit-r1/core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { main } from "./main.js";
+import { capture, repoImage } from "./test-cli.js";
 
 /**
  * A user's smoke test of an install with FLUX.1-Kontext-dev: `replica` writes a tiny random FLUX.1-Kontext-dev in
@@ -12,15 +13,9 @@ import { main } from "./main.js";
  * a few seconds); a size it does not declare is refused before anything loads.
  */
 
-function capture() {
-  const out: string[] = [];
-  const err: string[] = [];
-  return { io: { out: (l: string) => out.push(l), err: (l: string) => err.push(l) }, out, err };
-}
-
 let tmp: string;
 let model: string;
-const image = join(import.meta.dirname, "..", "..", "..", "fixtures", "images", "chelsea.png");
+const image = repoImage("chelsea.png");
 
 beforeAll(async () => {
   tmp = mkdtempSync(join(tmpdir(), "flux-kontext-cli-"));

@@ -6,15 +6,10 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { isLoopbackHost } from "./commands/judge-serve.js";
 import { main } from "./main.js";
+import { capture } from "./test-cli.js";
 
 const tmp = mkdtempSync(join(tmpdir(), "cli-judge-hardening-"));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
-
-function capture() {
-  const out: string[] = [];
-  const err: string[] = [];
-  return { io: { out: (l: string) => out.push(l), err: (l: string) => err.push(l) }, out, err };
-}
 
 describe("train against a judge that accepts connections and never answers", () => {
   it("prints retry lines and stops with a clear error at the deadline, writing no step", async () => {

@@ -5,6 +5,7 @@ import { adapter as tiny } from "@edit-r1/adapter-tiny";
 import { decodeImage } from "@edit-r1/core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { main } from "./main.js";
+import { capture, repoImage } from "./test-cli.js";
 
 /**
  * A user's smoke test of an install, command by command: `replica` writes a tiny random Qwen-Image-Edit-2509 in
@@ -12,15 +13,9 @@ import { main } from "./main.js";
  * trained LoRA run on it (small sizes and 2 sampler steps keep it fast).
  */
 
-function capture() {
-  const out: string[] = [];
-  const err: string[] = [];
-  return { io: { out: (l: string) => out.push(l), err: (l: string) => err.push(l) }, out, err };
-}
-
 let tmp: string;
 let model: string;
-const image = join(import.meta.dirname, "..", "..", "..", "fixtures", "images", "chelsea.png");
+const image = repoImage("chelsea.png");
 
 beforeAll(async () => {
   tmp = mkdtempSync(join(tmpdir(), "qwen-cli-"));
@@ -47,7 +42,7 @@ describe("edit-r1 on a Qwen-Image-Edit replica", () => {
 
   it("edits with two source images (--image repeated), and refuses more than the adapter takes", async () => {
     const out = join(tmp, "edit-two.png");
-    const second = join(import.meta.dirname, "..", "..", "..", "fixtures", "images", "coffee.png");
+    const second = repoImage("coffee.png");
     const args = [
       "edit",
       ...small,

@@ -5,21 +5,16 @@ import { adapter as tiny } from "@edit-r1/adapter-tiny";
 import { decodeImage } from "@edit-r1/core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { main } from "./main.js";
+import { capture, repoImage } from "./test-cli.js";
 
 /**
  * UniWorld from the command line on its replica (a tiny Qwen-Image-Edit-2509 with a released-form LoRA bundled):
  * edit, the shapes benchmark, one training step, and an edit with the LoRA that step wrote.
  */
 
-function capture() {
-  const out: string[] = [];
-  const err: string[] = [];
-  return { io: { out: (l: string) => out.push(l), err: (l: string) => err.push(l) }, out, err };
-}
-
 let tmp: string;
 let model: string;
-const image = join(import.meta.dirname, "..", "..", "..", "fixtures", "images", "chelsea.png");
+const image = repoImage("chelsea.png");
 const small = ["--adapter", "uniworld", "--sample-steps", "2"];
 
 beforeAll(async () => {
