@@ -4,6 +4,7 @@ import {
   checkReplicaSeed,
   type ReplicaDType,
   recordWeightShapes,
+  replicaConfigNumber,
   replicaTensors,
   type WeightShapes,
   writeConfigJson,
@@ -244,12 +245,6 @@ export function t5EncoderWeightShapes(config: T5EncoderConfig): WeightShapes {
   );
 }
 
-const num = (json: Json, key: string): number => {
-  const v = json[key];
-  if (typeof v !== "number") throw new Error(`config: "${key}" must be a number`);
-  return v;
-};
-
 /**
  * Writes a tiny random FLUX.1-Kontext-dev checkpoint into `dir` (created if needed; files already there are
  * overwritten) in the diffusers layout that `openFluxKontextModel` / `loadFluxKontext({ model: dir })` read.
@@ -266,9 +261,9 @@ export async function writeFluxKontextReplica(
   const t5Json = t5Config(dtype);
   const vaeJson = vaeConfig();
   const tfJson = transformerConfig(
-    num(t5Json, "d_model"),
-    num(clipJson, "hidden_size"),
-    num(vaeJson, "latent_channels"),
+    replicaConfigNumber(t5Json, "d_model"),
+    replicaConfigNumber(clipJson, "hidden_size"),
+    replicaConfigNumber(vaeJson, "latent_channels"),
   );
 
   const transformer = join(dir, "transformer");

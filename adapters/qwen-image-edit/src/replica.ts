@@ -4,6 +4,7 @@ import {
   checkReplicaDType,
   checkReplicaSeed,
   recordWeightShapes,
+  replicaConfigNumber,
   replicaTensors,
   writeReplicaSafetensors,
   writeShardedSafetensors as writeSharded,
@@ -182,12 +183,6 @@ export function qwenImageVaeWeightShapes(config: AutoencoderKLQwenImageConfig): 
   return out;
 }
 
-const num = (json: Json, key: string): number => {
-  const v = json[key];
-  if (typeof v !== "number") throw new Error(`config: "${key}" must be a number`);
-  return v;
-};
-
 /**
  * Writes a tiny random Qwen-Image-Edit (or -2509, `variant: "edit-plus"`) checkpoint into `dir` (created if
  * needed; files already there are overwritten) in the layout `openQwenImageEditModel` and diffusers read.
@@ -217,7 +212,7 @@ export async function writeQwenImageEditReplica(
   const vision = textConfig.vision_config as Json;
 
   const transformerDir = await sub("transformer");
-  const tfJson = transformerConfig(num(textConfig, "hidden_size"));
+  const tfJson = transformerConfig(replicaConfigNumber(textConfig, "hidden_size"));
   await writeFile(join(transformerDir, "config.json"), configJson(tfJson));
   const tfShapes = qwenImageTransformerWeightShapes(parseQwenImageTransformerConfig(tfJson));
   await writeSharded(

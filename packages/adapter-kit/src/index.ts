@@ -56,6 +56,7 @@ export {
   checkReplicaSeed,
   type ReplicaDType,
   recordWeightShapes,
+  replicaConfigNumber,
   replicaTensors,
   writeConfigJson,
 } from "./replica-weights.js";

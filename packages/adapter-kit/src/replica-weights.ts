@@ -77,3 +77,10 @@ export function checkReplicaDType(caller: string, dtype: unknown = "bfloat16"): 
   }
   return dtype;
 }
+
+/** A number a replica's own config JSON holds (a dimension another component is sized from). */
+export function replicaConfigNumber(json: Record<string, unknown>, key: string): number {
+  const v = json[key];
+  if (typeof v !== "number") throw new Error(`config: "${key}" must be a number`);
+  return v;
+}
