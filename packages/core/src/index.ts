@@ -104,6 +104,14 @@ export {
 } from "./report.js";
 export { Rng, type RngState } from "./rng.js";
 export {
+  InProcessRollouts,
+  jobRequests,
+  type RolloutBatch,
+  type RolloutExecutor,
+  type RolloutJob,
+  runRollout,
+} from "./rollouts.js";
+export {
   checkOutputFolder,
   fsProblem,
   OutputFolderError,

@@ -24,6 +24,13 @@ import {
 } from "./params.js";
 import { type GalleryItem, renderReport } from "./report.js";
 import { Rng, type RngState } from "./rng.js";
+import {
+  InProcessRollouts,
+  jobRequests,
+  type RolloutBatch,
+  type RolloutExecutor,
+  type RolloutJob,
+} from "./rollouts.js";
 import { fsProblem, OutputFolderError, RunDirectory } from "./run-directory.js";
 import { decodeSafetensorsF32, encodeSafetensorsF32 } from "./safetensors-f32.js";
 import type { NftBatch, TrainablePolicy } from "./trainable-policy.js";
@@ -41,6 +48,13 @@ export interface TrainConfig {
   rolloutBatches: number;
   /** Samples per gradient micro-batch. */
   trainBatchSize: number;
+  /**
+   * How many optimizer steps a rollout may lag behind (off-policy tolerance). 0: each step's rollouts use the
+   * old policy of that step, as in one process. L > 0: the rollouts of step s + L are handed out when step s
+   * starts, with the old policy of then, so rollout workers never wait for the trainer. The run's numbers
+   * depend on it, not on where the rollouts run.
+   */
+  rolloutLag: number;
   /** Share of the sampler's sigmas each sample trains on: int(n · fraction), at least 1. */
   timestepFraction: number;
   /**
@@ -72,6 +86,7 @@ export const DEFAULT_TRAIN_CONFIG: TrainConfig = {
   groupSize: 12,
   rolloutBatches: 2,
   trainBatchSize: 3,
+  rolloutLag: 0,
   timestepFraction: 0.99,
   trainNoise: "group",
   nft: DEFAULT_NFT_SETTINGS,
@@ -113,6 +128,8 @@ export function resolveTrainConfig(input: TrainConfigInput = {}): TrainConfig {
     if (!Number.isInteger(v) || v < 1)
       throw new ConfigError(`train config ${k} must be a positive integer, got ${v}`);
   }
+  if (!Number.isInteger(c.rolloutLag) || c.rolloutLag < 0)
+    throw new ConfigError(`train config rolloutLag must be a non-negative integer, got ${c.rolloutLag}`);
   if (!Number.isInteger(c.steps) || c.steps < 0)
     throw new ConfigError(`train config steps must be a non-negative integer, got ${c.steps}`);
   if (!Number.isInteger(c.sampleGridEvery) || c.sampleGridEvery < 0)
@@ -152,6 +169,10 @@ export interface StepMetrics {
   oldPolicyEta: number;
   emaDecay: number;
   lr: number;
+  /** How many optimizer steps behind the oldest rollout of this step was (0 unless rolloutLag > 0). */
+  rolloutLag: number;
+  /** The rollout executor's counters (workers alive, jobs retried, stale results discarded, …), when it has any. */
+  rollouts?: Record<string, number>;
   /** Seconds: rollouts, waiting for rewards after the last rollout, training, the whole step (checkpoint excluded). */
   time: { rolloutS: number; rewardWaitS: number; trainS: number; stepS: number };
 }
@@ -187,6 +208,8 @@ export interface TrainOptions {
   /** Where the progress line goes; stderr by default, null for silence. */
   progress?: NodeJS.WritableStream | null;
   signal?: AbortSignal;
+  /** Where rollouts run; in this process (`InProcessRollouts`) by default. The trainer closes it at the end. */
+  rollouts?: RolloutExecutor;
 }
 
 export interface TrainResult {
@@ -227,14 +250,20 @@ interface TrainerState {
   adamStep: number;
   rng: { prompts: RngState; rollout: RngState; train: RngState };
   banned: string[];
+  /**
+   * Rollout jobs handed out ahead (rolloutLag > 0) but not yet trained on; their old-policy versions are in
+   * rollout-versions.safetensors. A resume hands them out again, so nothing drawn is lost or drawn twice.
+   */
+  pendingRollouts?: RolloutJob[];
   /** The step's metrics line, appended after the checkpoint; a resume restores it if the append never happened. */
   metrics?: StepMetrics;
 }
 
 /** Settings whose change would make a resumed run differ from an uninterrupted one. */
 function fingerprint(c: TrainConfig): string {
-  const { steps: _s, checkpointEvery: _c, keepCheckpoints: _k, sampleGridEvery: _g, ...rest } = c;
-  return JSON.stringify(rest);
+  const { steps: _s, checkpointEvery: _c, keepCheckpoints: _k, sampleGridEvery: _g, rolloutLag, ...rest } = c;
+  // rolloutLag came later; leaving 0 out keeps checkpoints written before it resumable.
+  return JSON.stringify(rolloutLag === 0 ? rest : { ...rest, rolloutLag });
 }
 
 function prefixed(prefix: string, set: ParamSet): ParamSet {
@@ -258,6 +287,15 @@ function now(): number {
   return performance.now() / 1000;
 }
 
+/** A rollout job handed out and not yet trained on. */
+interface HandedOut {
+  job: RolloutJob;
+  requests: EditRequest[];
+  result: Promise<RolloutBatch>;
+  /** The trainer's own encoding of the conditions, when the rollout runs elsewhere (training needs them). */
+  prepared: Promise<void> | undefined;
+}
+
 interface RolloutSample {
   promptIndex: number;
   request: EditRequest;
@@ -274,6 +312,7 @@ interface ScoredRollouts {
   stats: GroupStatistics;
   validMask: Uint8Array;
   newlyBanned: number;
+  rolloutLag: number;
   rolloutS: number;
   rewardWaitS: number;
 }
@@ -298,14 +337,18 @@ interface TrainedStep {
  */
 export async function train(options: TrainOptions): Promise<TrainResult> {
   const run = new TrainingRun(options);
-  run.restore();
   const metrics: StepMetrics[] = [];
-  while (run.step < run.config.steps) {
-    options.signal?.throwIfAborted();
-    const tStep = now();
-    const scored = await run.rolloutAndScore();
-    const trained = await run.trainOnSamples(scored);
-    metrics.push(await run.recordStep(scored, trained, now() - tStep));
+  try {
+    await run.restore();
+    while (run.step < run.config.steps) {
+      options.signal?.throwIfAborted();
+      const tStep = now();
+      const scored = await run.rolloutAndScore();
+      const trained = await run.trainOnSamples(scored);
+      metrics.push(await run.recordStep(scored, trained, now() - tStep));
+    }
+  } finally {
+    await run.rollouts.close?.();
   }
   run.writeReport();
   const loraDir = options.policy.exportLora
@@ -337,6 +380,12 @@ class TrainingRun {
   private readonly banned = new Set<string>();
   private lastCheckpoint: string | null = null;
   private readonly progress: NodeJS.WritableStream | null;
+  readonly rollouts: RolloutExecutor;
+  /** Jobs handed out, by the step that trains on them. */
+  private readonly handedOut = new Map<number, HandedOut[]>();
+  private readonly published = new Set<number>();
+  /** Copies of the versions that jobs handed out ahead still name (rolloutLag > 0 only), for checkpoints. */
+  private readonly versionCopies = new Map<number, ParamSet>();
 
   constructor(private readonly options: TrainOptions) {
     this.config = resolveTrainConfig(options.config);
@@ -349,10 +398,11 @@ class TrainingRun {
     this.rngPrompts = Rng.derive(this.config.seed, "prompts");
     this.rngRollout = Rng.derive(this.config.seed, "rollout");
     this.rngTrain = Rng.derive(this.config.seed, "train");
+    this.rollouts = options.rollouts ?? new InProcessRollouts(options.policy, options.sampler);
   }
 
   /** Continues from the newest checkpoint when resuming; refuses to overwrite one otherwise. */
-  restore(): void {
+  async restore(): Promise<void> {
     const { config, dir: run } = this;
     const latest = run.latestCheckpoint();
     if (latest && !this.options.resume)
@@ -395,6 +445,23 @@ class TrainingRun {
     if (state.metrics && !run.readMetrics().some((m) => m.step === state.step))
       run.appendMetrics(state.metrics);
     this.lastCheckpoint = latest.dir;
+    // Jobs handed out ahead of the checkpoint go out again, with the versions they were handed out with.
+    if (state.pendingRollouts?.length) {
+      const versions = load("rollout-versions.safetensors");
+      for (const job of state.pendingRollouts) {
+        if (!this.published.has(job.version)) {
+          const params = unprefixed(`v${job.version}.`, versions);
+          assertSameLayout(this.params, params, `checkpoint ${latest.dir} rollout version ${job.version}`);
+          await this.rollouts.publishVersion(job.version, params);
+          this.published.add(job.version);
+          this.versionCopies.set(job.version, params);
+        }
+        const requests = await this.jobRequests(job);
+        let list = this.handedOut.get(job.step);
+        if (!list) this.handedOut.set(job.step, (list = []));
+        list.push(this.dispatch(job, requests));
+      }
+    }
   }
 
   /** Rollout batches, each one's scoring overlapping the next one's rollout; then group statistics. */
@@ -404,19 +471,33 @@ class TrainingRun {
     let rolloutS = 0;
     const samples: RolloutSample[] = [];
     const scoring: Promise<RewardOutput[]>[] = [];
-    for (let b = 0; b < config.rolloutBatches; b++) {
-      const t0 = now();
-      const batch = await this.rollout();
-      rolloutS += now() - t0;
+    // Hand out this step's jobs and, with a lag, those of the next steps, all with the current old policy.
+    const t0 = now();
+    for (let s = this.step; s <= this.step + config.rolloutLag && s < config.steps; s++)
+      if (!this.handedOut.has(s)) await this.handOutStep(s);
+    const jobs = this.handedOut.get(this.step)!;
+    this.handedOut.delete(this.step);
+    rolloutS += now() - t0;
+    let rolloutLag = 0;
+    for (const handed of jobs) {
+      const t1 = now();
+      const batch = await this.rolloutSamples(handed);
+      await handed.prepared;
+      rolloutS += now() - t1;
+      rolloutLag = Math.max(rolloutLag, this.step - handed.job.version);
       samples.push(...batch);
       const inputs: RewardInput[] = batch.map((s) => ({ ...s.request, edited: s.image }));
       const pending = reward.score(inputs, options.signal ? { signal: options.signal } : undefined);
       pending.catch(() => {}); // awaited below; this only silences the unhandled-rejection warning meanwhile
       scoring.push(pending);
     }
-    const t1 = now();
+    const pendingVersions = [...this.handedOut.values()].flat().map((h) => h.job.version);
+    const oldest = Math.min(this.step + 1, ...pendingVersions);
+    await this.rollouts.releaseVersionsBefore(oldest);
+    for (const v of this.versionCopies.keys()) if (v < oldest) this.versionCopies.delete(v);
+    const t2 = now();
     const outputs = (await Promise.all(scoring)).flat();
-    const rewardWaitS = now() - t1;
+    const rewardWaitS = now() - t2;
     if (outputs.length !== samples.length)
       throw new EditR1Error(
         `reward ${reward.name} returned ${outputs.length} scores for ${samples.length} images`,
@@ -438,7 +519,7 @@ class TrainingRun {
         this.banned.add(key);
       }
     }
-    return { samples, outputs, rewards, stats, validMask, newlyBanned, rolloutS, rewardWaitS };
+    return { samples, outputs, rewards, stats, validMask, newlyBanned, rolloutLag, rolloutS, rewardWaitS };
   }
 
   /**
@@ -572,6 +653,8 @@ class TrainingRun {
       oldPolicyEta: trained.oldPolicyEta,
       emaDecay: trained.emaDecay,
       lr: config.optimizer.lr,
+      rolloutLag: scored.rolloutLag,
+      ...(this.rollouts.stats ? { rollouts: this.rollouts.stats() } : {}),
       time: { rolloutS: scored.rolloutS, rewardWaitS: scored.rewardWaitS, trainS: trained.trainS, stepS },
     };
     if (step % config.checkpointEvery === 0 || step === config.steps) {
@@ -593,6 +676,7 @@ class TrainingRun {
   saveCheckpoint(metrics?: StepMetrics): void {
     const { policy } = this.options;
     const adamState = this.adam.getState();
+    const pending = [...this.handedOut.values()].flat().map((h) => h.job);
     const state: TrainerState = {
       format: 1,
       step: this.step,
@@ -605,6 +689,7 @@ class TrainingRun {
         train: this.rngTrain.getState(),
       },
       banned: [...this.banned],
+      ...(pending.length ? { pendingRollouts: pending } : {}),
       ...(metrics ? { metrics } : {}),
     };
     const meta = { format: "pt", step: String(this.step), policy: policy.name };
@@ -616,6 +701,7 @@ class TrainingRun {
         ...prefixed("m.", adamState.m),
         ...prefixed("v.", adamState.v),
       }),
+      ...(pending.length ? { "rollout-versions.safetensors": this.pendingVersionsFile(pending) } : {}),
       "trainer-state.json": `${JSON.stringify(state, null, 1)}\n`,
     });
     this.dir.pruneCheckpoints(this.config.keepCheckpoints);
@@ -701,33 +787,90 @@ class TrainingRun {
     );
   }
 
-  /** One rollout batch: m prompts × K samples from the old policy, decoded. */
-  private async rollout(): Promise<RolloutSample[]> {
+  /**
+   * Hands out the rollout batches of `step`: for each, m prompts (one bucket) × K samples and the noise
+   * generator's state, which this process then advances past the batch's noise as if it had drawn it.
+   */
+  private async handOutStep(step: number): Promise<void> {
     const { config, options } = this;
-    const { policy, sampler } = options;
-    const drawn = await this.drawPrompts();
-    const indices = drawn.flatMap((d) => Array<number>(config.groupSize).fill(d.index));
-    const requests = drawn.flatMap((d) => Array<EditRequest>(config.groupSize).fill(d.request));
-    const dim = policy.latentSize(requests[0]!);
-    for (const r of requests) {
-      if (policy.latentSize(r) !== dim)
-        throw new ConfigError(
-          `policy ${policy.name}: requests in one rollout batch have different latent sizes (${dim} vs ${policy.latentSize(r)}); ` +
-            "the policy must give requests of different sizes different bucketKeys",
-        );
+    const { policy } = options;
+    const list: HandedOut[] = [];
+    for (let b = 0; b < config.rolloutBatches; b++) {
+      const drawn = await this.drawPrompts();
+      const requests = drawn.flatMap((d) => Array<EditRequest>(config.groupSize).fill(d.request));
+      const dim = policy.latentSize(requests[0]!);
+      for (const r of requests) {
+        if (policy.latentSize(r) !== dim)
+          throw new ConfigError(
+            `policy ${policy.name}: requests in one rollout batch have different latent sizes (${dim} vs ${policy.latentSize(r)}); ` +
+              "the policy must give requests of different sizes different bucketKeys",
+          );
+      }
+      const noise = this.rngRollout.getState();
+      this.rngRollout.normals(requests.length * dim);
+      const job: RolloutJob = {
+        step,
+        batch: b,
+        promptIndices: drawn.map((d) => d.index),
+        groupSize: config.groupSize,
+        noise,
+        version: this.step,
+      };
+      if (!this.published.has(job.version)) {
+        await this.rollouts.publishVersion(job.version, this.oldParams);
+        this.published.add(job.version);
+        // A lagging run may checkpoint while jobs of this version are out; the checkpoint then carries it.
+        if (config.rolloutLag > 0) this.versionCopies.set(job.version, cloneParams(this.oldParams));
+      }
+      list.push(this.dispatch(job, requests));
     }
-    await policy.prepare?.(requests);
-    const sigmas = policy.sigmas(requests);
-    const noise = this.rngRollout.normals(requests.length * dim);
-    const { x0 } = await sampler.sample(noise, sigmas, policy.velocity(requests, this.oldParams));
-    const images = await policy.decode(x0, requests);
+    this.handedOut.set(step, list);
+  }
+
+  private dispatch(job: RolloutJob, requests: EditRequest[]): HandedOut {
+    const result = this.rollouts.run(job, requests);
+    result.catch(() => {}); // awaited in its step; this only silences the unhandled-rejection warning meanwhile
+    // Training needs the conditions encoded here too; do it while the rollout runs elsewhere.
+    const prepared =
+      this.rollouts instanceof InProcessRollouts ? undefined : this.options.policy.prepare?.(requests);
+    prepared?.catch(() => {});
+    return { job, requests, result, prepared };
+  }
+
+  /** A job's requests, loaded from the prompt set. */
+  private async jobRequests(job: RolloutJob): Promise<EditRequest[]> {
+    const loaded = await Promise.all(job.promptIndices.map((i) => this.options.prompts.get(i)));
+    return jobRequests(job, (i) => loaded[job.promptIndices.indexOf(i)]!);
+  }
+
+  /** A finished job's batch, checked against its job, as one sample per request. */
+  private async rolloutSamples(handed: HandedOut): Promise<RolloutSample[]> {
+    const { job, requests } = handed;
+    const batch = await handed.result;
+    const dim = this.options.policy.latentSize(requests[0]!);
+    if (batch.x0.length !== requests.length * dim || batch.images.length !== requests.length)
+      throw new EditR1Error(
+        `rollouts (${this.rollouts.name}) returned ${batch.x0.length} latent values and ${batch.images.length} images ` +
+          `for step ${job.step} batch ${job.batch}; expected ${requests.length * dim} and ${requests.length}`,
+      );
     return requests.map((request, i) => ({
-      promptIndex: indices[i]!,
+      promptIndex: job.promptIndices[Math.floor(i / job.groupSize)]!,
       request,
-      x0: x0.slice(i * dim, (i + 1) * dim),
-      sigmas,
-      image: images[i]!,
+      x0: batch.x0.slice(i * dim, (i + 1) * dim),
+      sigmas: batch.sigmas,
+      image: batch.images[i]!,
     }));
+  }
+
+  /** The old-policy versions that pending jobs name, as one file (`v<version>.<name>`). */
+  private pendingVersionsFile(pending: readonly RolloutJob[]): Uint8Array {
+    const tensors: ParamSet = {};
+    for (const v of new Set(pending.map((j) => j.version))) {
+      const params = this.versionCopies.get(v);
+      if (!params) throw new EditR1Error(`internal: rollout version ${v} has no copy to checkpoint`);
+      Object.assign(tensors, prefixed(`v${v}.`, params));
+    }
+    return encodeSafetensorsF32(tensors);
   }
 
   /** Consecutive runs of `trainBatchSize` samples of `order`, each from one bucket (buckets in order of first appearance). */
