@@ -21,6 +21,20 @@ export {
 } from "./graph.js";
 export { erfValue, evaluate, type FeedValue, InterpretError } from "./interpret.js";
 export {
+  castKernel,
+  EXECUTION_PROVIDERS,
+  type ExecutionProvider,
+  hasKernel,
+  KERNEL_TABLE,
+  type KernelFloat,
+  kernelDtype,
+  type LoweredNode,
+  summarizeUncovered,
+  type UncoveredNode,
+  uncoveredNodes,
+} from "./kernels.js";
+export {
+  type Float32Fallback,
   IR_VERSION,
   type LoweredModel,
   type LowerOptions,

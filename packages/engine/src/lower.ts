@@ -10,6 +10,13 @@ import {
   type Tensor,
 } from "./graph.js";
 import {
+  type ExecutionProvider,
+  hasKernel,
+  type KernelFloat,
+  kernelDtype,
+  type LoweredNode,
+} from "./kernels.js";
+import {
   AttributeType,
   encodeModel,
   type OnnxAttribute,
@@ -27,6 +34,20 @@ export const OPSET = 21;
 export interface LowerOptions {
   /** The tensors to compute, by output name. Nodes that do not reach them are pruned. */
   outputs: Readonly<Record<string, Tensor>>;
+  /**
+   * Lower for this execution provider: a float16/bfloat16 node the provider has no kernel for (see
+   * `KERNEL_TABLE`) computes in float32 instead, with Casts around it (inputs up, outputs back down), when the
+   * provider has the float32 kernel. A chain of such nodes stays in float32 between them. Without it the graph
+   * is lowered as built.
+   */
+  provider?: ExecutionProvider;
+}
+
+/** Nodes of one op and dtype that `lower` moved to float32 for the provider (`LowerOptions.provider`). */
+export interface Float32Fallback {
+  op: string;
+  dtype: KernelFloat;
+  count: number;
 }
 
 export interface ValueSpec {
@@ -52,6 +73,10 @@ export interface LoweredModel {
   unusedInputs: string[];
   outputs: ValueSpec[];
   nodeCount: number;
+  /** Every emitted node with the dtypes of its inputs and outputs (what `uncoveredNodes` checks). */
+  nodes: LoweredNode[];
+  /** What `LowerOptions.provider` moved to float32; empty without a provider. */
+  float32Fallbacks: Float32Fallback[];
 }
 
 /**
@@ -69,7 +94,9 @@ export function lower(graph: Graph, options: LowerOptions): LoweredModel {
   const fusion = fuseBiasIntoGemm(graph, live, outputs);
   const naming = nameTensors(outputs);
   const emitted = emitNodes(graph, live, fusion, naming.tensorName);
-  const nodes = [...emitted.nodes, ...naming.outputIdentities];
+  const types = valueTypes(graph, live, outputs, naming.tensorName, emitted.types);
+  const kept = keepInFloat32([...emitted.nodes, ...naming.outputIdentities], types, options.provider);
+  const nodes = kept.nodes;
   const constants = emitConstants(graph, live, naming.tensorName);
   const weights = externaliseWeights(graph, live);
   const io = describeIo(graph, live, outputs, naming.tensorName);
@@ -83,6 +110,13 @@ export function lower(graph: Graph, options: LowerOptions): LoweredModel {
     unusedInputs: io.unusedInputs,
     outputs: io.outputs,
     nodeCount: nodes.length,
+    nodes: nodes.map((n) => ({
+      name: n.name,
+      op: n.opType,
+      inputs: n.inputs.map((v) => typeOf(types, v)),
+      outputs: n.outputs.map((v) => typeOf(types, v)),
+    })),
+    float32Fallbacks: kept.fallbacks,
   };
 }
 
@@ -295,9 +329,10 @@ function emitNodes(
   live: LiveSet,
   fusion: BiasFusion,
   tensorName: TensorNamer,
-): { nodes: OnnxNode[]; initializers: OnnxTensor[] } {
+): { nodes: OnnxNode[]; initializers: OnnxTensor[]; types: Map<string, DType> } {
   const initializers: OnnxTensor[] = [];
   const nodes: OnnxNode[] = [];
+  const types = new Map<string, DType>();
   for (const n of graph.nodes) {
     if (!live.nodes.has(n.id)) continue;
     if (fusion.biasOfMatmul.has(n.id)) continue;
@@ -313,6 +348,7 @@ function emitNodes(
           n.outputs[0]!,
           tensorName,
           initializers,
+          types,
           bias,
         ),
       );
@@ -321,7 +357,7 @@ function emitNodes(
     const view = live.weightViews.get(n.id);
     if (view) {
       nodes.push(
-        ...lowerWeightMatmul(nodeName(n), n.inputs[0]!, view, n.outputs[0]!, tensorName, initializers),
+        ...lowerWeightMatmul(nodeName(n), n.inputs[0]!, view, n.outputs[0]!, tensorName, initializers, types),
       );
       continue;
     }
@@ -335,7 +371,7 @@ function emitNodes(
       attributes,
     });
   }
-  return { nodes, initializers };
+  return { nodes, initializers, types };
 }
 
 /** `<scope>/<Op>_<id>`, so profiles and errors read like the model's module tree. */
@@ -350,10 +386,12 @@ function lowerWeightMatmul(
   out: Tensor,
   tensorName: TensorNamer,
   initializers: OnnxTensor[],
+  types: Map<string, DType>,
   bias?: Tensor,
 ): OnnxNode[] {
   const int64 = (suffix: string, values: readonly number[]) => {
     const tensorNameOf = `${tensorName(out)}${suffix}`;
+    types.set(tensorNameOf, "int64");
     initializers.push({
       name: tensorNameOf,
       dataType: onnxDtypeCode("int64"),
@@ -384,6 +422,8 @@ function lowerWeightMatmul(
   const k = a.shape[a.rank - 1]!;
   const flatIn = `${tensorName(out)}:flat_in`;
   const flatOut = `${tensorName(out)}:flat_out`;
+  types.set(flatIn, a.dtype);
+  types.set(flatOut, out.dtype);
   return [
     {
       name: `${name}/Reshape_in`,
@@ -435,6 +475,99 @@ function lowerAttr(name: string, v: AttrValue): OnnxAttribute {
   return FLOAT_ATTRS.has(name) || nums.some((x) => !Number.isInteger(x))
     ? { name, type: AttributeType.FLOATS, floats: nums }
     : { name, type: AttributeType.INTS, ints: nums };
+}
+
+// ---- Pass 5b: keep ops the provider cannot run in float32 ---------------------------------------------
+
+/** The dtype of every value the emitted nodes read or write, by ONNX name. */
+function valueTypes(
+  graph: Graph,
+  live: LiveSet,
+  outputs: readonly OutputEntry[],
+  tensorName: TensorNamer,
+  emitted: ReadonlyMap<string, DType>,
+): Map<string, DType> {
+  const types = new Map(emitted);
+  for (const t of live.tensors) types.set(tensorName(t), t.dtype);
+  // Outputs nothing reads (LayerNormalization's statistics) are written all the same.
+  for (const n of graph.nodes)
+    if (live.nodes.has(n.id)) for (const t of n.outputs) types.set(tensorName(t), t.dtype);
+  for (const [name, t] of outputs) types.set(name, t.dtype);
+  return types;
+}
+
+function typeOf(types: ReadonlyMap<string, DType>, value: string): DType {
+  const d = types.get(value);
+  if (d === undefined) throw new GraphError(`lower: internal error, no dtype recorded for value "${value}"`);
+  return d;
+}
+
+/**
+ * For `provider`, rewrites each float16/bfloat16 node whose kernel the provider lacks (and whose float32 kernel
+ * it has) to compute in float32: inputs of the node's dtype are cast up (one Cast per value, shared by its
+ * readers), outputs of that dtype are produced in float32 and cast back down under their own names. A value
+ * already available in float32 (the output of an earlier fallback) is read directly, so a chain of fallbacks
+ * stays in float32. Nodes keep their order, so the result stays topologically sorted.
+ */
+function keepInFloat32(
+  nodes: readonly OnnxNode[],
+  types: Map<string, DType>,
+  provider: ExecutionProvider | undefined,
+): { nodes: OnnxNode[]; fallbacks: Float32Fallback[] } {
+  if (!provider) return { nodes: [...nodes], fallbacks: [] };
+  const out: OnnxNode[] = [];
+  const float32Of = new Map<string, string>();
+  const counts = new Map<string, Float32Fallback>();
+  const castNode = (name: string, input: string, output: string, to: DType): OnnxNode => ({
+    name,
+    opType: "Cast",
+    inputs: [input],
+    outputs: [output],
+    attributes: [{ name: "to", type: AttributeType.INT, i: onnxDtypeCode(to) }],
+  });
+  for (const n of nodes) {
+    const info: LoweredNode = {
+      name: n.name,
+      op: n.opType,
+      inputs: n.inputs.map((v) => typeOf(types, v)),
+      outputs: n.outputs.map((v) => typeOf(types, v)),
+    };
+    const dtype = kernelDtype(info);
+    const lacking =
+      (dtype === "float16" || dtype === "bfloat16") &&
+      !hasKernel(provider, n.opType, dtype) &&
+      hasKernel(provider, n.opType, "float32");
+    if (!lacking) {
+      out.push(n);
+      continue;
+    }
+    const inputs = n.inputs.map((v, i) => {
+      if (types.get(v) !== dtype) return v;
+      let up = float32Of.get(v);
+      if (!up) {
+        up = `${v}:fp32`;
+        out.push(castNode(`${n.name}/Cast_in${i}_to_fp32`, v, up, "float32"));
+        types.set(up, "float32");
+        float32Of.set(v, up);
+      }
+      return up;
+    });
+    const downs: OnnxNode[] = [];
+    const outputs = n.outputs.map((v, i) => {
+      if (types.get(v) !== dtype) return v;
+      const wide = `${v}:fp32`;
+      types.set(wide, "float32");
+      float32Of.set(v, wide);
+      downs.push(castNode(`${n.name}/Cast_out${i}_to_${dtype}`, wide, v, dtype));
+      return wide;
+    });
+    out.push({ ...n, inputs, outputs }, ...downs);
+    const key = `${n.opType} ${dtype}`;
+    const c = counts.get(key);
+    if (c) c.count++;
+    else counts.set(key, { op: n.opType, dtype, count: 1 });
+  }
+  return { nodes: out, fallbacks: [...counts.values()] };
 }
 
 // ---- Pass 6: emit constants ---------------------------------------------------------------------------
