@@ -15,7 +15,7 @@ import {
   type RgbImage,
 } from "@edit-r1/core";
 import type { Device } from "@edit-r1/engine";
-import { EDIT_R1_LORA_TARGETS } from "@edit-r1/models";
+import { type ComputeDType, EDIT_R1_LORA_TARGETS } from "@edit-r1/models";
 import { generateEdits, PAD_TOKEN, UNKNOWN_TOKEN, VOCABULARY, writeEditR1Jsonl } from "@edit-r1/shapes";
 import { TinyAdapterError } from "./errors.js";
 import { unpackImage } from "./pack-image.js";
@@ -49,6 +49,11 @@ export interface LoadTinyPolicyOptions {
   /** `initialLora`'s lora_alpha when its files give none (a PEFT folder without adapter_config.json). */
   initialLoraAlpha?: number;
   device?: Device;
+  /**
+   * Compute dtype of the transformer (default float32, the only one the adapter declares: the shipped weights
+   * were trained and measured in it). Other dtypes build graphs for inspection (kernel coverage, memory plans).
+   */
+  dtype?: ComputeDType;
   /** onnxruntime intra-op threads (default: all cores). */
   threads?: number;
   /** Seed of the LoRA A initialisation. Default 0. */
@@ -119,16 +124,19 @@ export async function loadTinyPolicy(options: LoadTinyPolicyOptions = {}): Promi
         model.flux,
         model.source,
         { xt, t, context: cond.context!, text: cond.text! },
-        l
-          ? {
-              lora: {
-                rank: l.rank,
-                alpha: l.alpha,
-                targets: l.targets,
-                ...(l.tensors ? { tensors: l.tensors } : {}),
-              },
-            }
-          : {},
+        {
+          ...(options.dtype ? { dtype: options.dtype } : {}),
+          ...(l
+            ? {
+                lora: {
+                  rank: l.rank,
+                  alpha: l.alpha,
+                  targets: l.targets,
+                  ...(l.tensors ? { tensors: l.tensors } : {}),
+                },
+              }
+            : {}),
+        },
       ),
   };
   const policy = createGraphPolicy(
@@ -224,6 +232,7 @@ export const adapter: Adapter = {
       ...(options.loraAlpha !== undefined ? { initialLoraAlpha: options.loraAlpha } : {}),
       ...(options.loraConfig ? { lora: options.loraConfig } : {}),
       ...(options.steps !== undefined ? { rolloutSteps: options.steps } : {}),
+      ...(options.dtype ? { dtype: options.dtype } : {}),
     });
   },
   trainDefaults: {

@@ -70,9 +70,11 @@ export function buildTinyVelocity(
   const { encoderHiddenStates, pooled } = g.scope("text_encoder", () => {
     const table = bound.get(TEXT_EMBEDDING_KEY, [vocab, width]);
     const positions = bound.get(TEXT_POSITION_KEY, [textTokens, width]);
-    const words = ops.matmul(inputs.text, table);
+    // The one-hot rows in the compute dtype (exact in any float dtype); a no-op in float32.
+    const text = ops.cast(inputs.text, bound.dtype);
+    const words = ops.matmul(text, table);
     // 1 for a word, 0 for padding: the pad id's one-hot column.
-    const mask = ops.sub(1, ops.slice(inputs.text, [0], [1], [2]));
+    const mask = ops.sub(1, ops.slice(text, [0], [1], [2]));
     const count = ops.maximum(ops.reduceSum(mask, [1], true), 1);
     const mean = ops.div(ops.reduceSum(ops.mul(words, mask), [1], true), count);
     return {

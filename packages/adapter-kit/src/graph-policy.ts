@@ -1,9 +1,11 @@
 import {
+  type BuiltGraph,
   type ConditionFeeds,
   checkSourceCount,
   type EditRequest,
   GraphNftPolicyCore,
   type NftBatch,
+  type NftSettings,
   type NftStepResult,
   type ParamSet,
   type RgbImage,
@@ -110,6 +112,16 @@ export interface GraphPolicy extends TrainablePolicy {
   bucketKey(request: EditRequest): string;
   prepare(requests: readonly EditRequest[]): Promise<void>;
   exportLora(params: ParamSet, dir: string): Promise<void>;
+  /**
+   * The graphs a batch of `batchSize` requests of `request`'s bucket compiles, built but not lowered or run
+   * (nothing is encoded and no session opens): the rollout velocity and the fused training step. For inspection:
+   * kernel coverage per provider, memory planning.
+   */
+  graphs(
+    request: EditRequest,
+    batchSize?: number,
+    settings?: Partial<NftSettings>,
+  ): { velocity: BuiltGraph; training: BuiltGraph };
   dispose(): Promise<void>;
 }
 
@@ -245,6 +257,15 @@ class GraphPolicyImpl implements GraphPolicy {
   exportLora(params: ParamSet, dir: string): Promise<void> {
     const file = loraFileOf(params, this.parameterShapes, this.lora, `${this.name} exportLora`);
     return writeLora(dir, file, { baseModel: this.definition.baseModel });
+  }
+
+  graphs(
+    request: EditRequest,
+    batchSize = 1,
+    settings: Partial<NftSettings> = {},
+  ): { velocity: BuiltGraph; training: BuiltGraph } {
+    const { core } = this.bucketOf(request);
+    return { velocity: core.velocityGraph(batchSize), training: core.trainingGraph(batchSize, settings) };
   }
 
   async dispose(): Promise<void> {

@@ -1,8 +1,12 @@
 import { type DType, type Graph, ops, type Tensor } from "@edit-r1/engine";
 import { isWeightParts, type WeightEntry, WeightError, type WeightSource } from "./weight-source.js";
 
-/** The floating-point dtypes a model graph can compute in. */
-export type ComputeDType = "float32" | "float16";
+/**
+ * The floating-point dtypes a model graph can compute in. bfloat16 graphs run where the provider has the kernels
+ * (CUDA; the engine's `lower(…, { provider })` keeps the ops it lacks in float32); the CPU provider has almost no
+ * bfloat16 math.
+ */
+export type ComputeDType = "float32" | "float16" | "bfloat16";
 
 export interface GraphWeightsOptions {
   /** Dtype the graph computes in; stored weights of another dtype are cast inside the graph. Default float32. */
