@@ -5,19 +5,31 @@
  * `workerData.ortPath` (an eval'd worker would otherwise resolve modules from the process cwd).
  *
  * Protocol (one message in, one message out, matched by `id`):
- *   { id, type: "create", sid, bytes, options, cuda }        → { id, ok, result: { inputs, outputs } }
- *   { id, type: "run", sid, feeds: {name: {type,data,dims}} } → { id, ok, result: {name: {data}} }
- *   { id, type: "release", sid }                              → { id, ok }
- * Failures answer { id, ok: false, error: { name, message } }.
+ *   { id, type: "create", sid, bytes, options, cuda }              → { id, ok, result: { inputs, outputs } }
+ *   { id, type: "run", sid, hid, feeds: {name: {type,data,dims}} } → { id, ok, result: {name: data}, inputs }
+ *   { id, type: "keep", sid, hid, feeds }                          → { id, ok }
+ *   { id, type: "forget", sid, hid, names | null }                 → { id, ok }
+ *   { id, type: "release", sid }                                   → { id, ok }
+ * Failures answer { id, ok: false, error: { name, message } }. A run's reply, failed or not, hands the feed
+ * buffers back (`inputs`, moved, not copied) so the parent reuses them as staging buffers for its next run.
+ * Outputs are moved too: onnxruntime-node copies each output into a fresh ArrayBuffer, which is the
+ * caller's to keep. `hid` names a Session handle; kept feeds belong to one handle of a session.
  */
 export const WORKER_SOURCE = `
 "use strict";
 const { parentPort, workerData } = require("node:worker_threads");
 const ort = require(workerData.ortPath);
+// sid → { session, kept: Map<hid, Map<name, ort.Tensor>> }
 const sessions = new Map();
 
 function cudaMissing(message) {
   return /providers_shared|providers_cuda|cudnn|cublas|libcuda|cuda.*(not|fail)|backend not found/i.test(message);
+}
+
+function live(sid) {
+  const entry = sessions.get(sid);
+  if (!entry) throw new Error("session " + sid + " was released");
+  return entry;
 }
 
 async function handle(msg) {
@@ -35,33 +47,59 @@ async function handle(msg) {
         }
         throw e;
       }
-      sessions.set(msg.sid, session);
+      sessions.set(msg.sid, { session, kept: new Map() });
       return { result: { inputs: session.inputNames, outputs: session.outputNames } };
     }
     case "run": {
-      const session = sessions.get(msg.sid);
-      if (!session) throw new Error("session " + msg.sid + " was released");
+      const { session, kept } = live(msg.sid);
       const feeds = {};
+      const mine = kept.get(msg.hid);
+      if (mine) for (const [name, tensor] of mine) feeds[name] = tensor;
+      const lent = new Set();
       for (const name in msg.feeds) {
         const f = msg.feeds[name];
         feeds[name] = new ort.Tensor(f.type, f.data, f.dims);
+        lent.add(f.data.buffer);
       }
       const out = await session.run(feeds);
       const result = {};
-      const transfer = [];
+      const transfer = new Set();
       for (const name in out) {
         let data = out[name].data;
-        // Own the bytes so they can be moved, not copied, to the parent.
-        if (data.byteOffset !== 0 || data.byteLength !== data.buffer.byteLength) data = data.slice();
+        // Own the bytes so they can be moved, not copied, to the parent. An output sharing a lent feed
+        // buffer (were the binding ever to return one) is copied: that buffer goes back to the staging pool
+        // and the next run would overwrite the caller's output.
+        if (data.byteOffset !== 0 || data.byteLength !== data.buffer.byteLength || lent.has(data.buffer)) {
+          data = data.slice();
+        }
         result[name] = data;
-        transfer.push(data.buffer);
+        transfer.add(data.buffer);
       }
-      return { result, transfer };
+      return { result, transfer: [...transfer] };
+    }
+    case "keep": {
+      const { kept } = live(msg.sid);
+      let mine = kept.get(msg.hid);
+      if (!mine) kept.set(msg.hid, (mine = new Map()));
+      for (const name in msg.feeds) {
+        const f = msg.feeds[name];
+        mine.set(name, new ort.Tensor(f.type, f.data, f.dims));
+      }
+      return { result: null };
+    }
+    case "forget": {
+      const entry = sessions.get(msg.sid);
+      const mine = entry && entry.kept.get(msg.hid);
+      if (mine) {
+        if (msg.names) for (const name of msg.names) mine.delete(name);
+        if (!msg.names || mine.size === 0) entry.kept.delete(msg.hid);
+      }
+      return { result: null };
     }
     case "release": {
-      const session = sessions.get(msg.sid);
+      const entry = sessions.get(msg.sid);
       sessions.delete(msg.sid);
-      if (session) await session.release();
+      if (entry) await entry.session.release();
       return { result: null };
     }
     default:
@@ -76,20 +114,38 @@ parentPort.on("message", (msg) => {
 });
 
 function respond(msg) {
+  // The feed buffers of a run go back to the parent whatever happened, so a failed run loses none.
+  const inputs = {};
+  const lent = [];
+  if (msg.type === "run" && msg.feeds) {
+    for (const name in msg.feeds) {
+      const data = msg.feeds[name].data;
+      inputs[name] = data;
+      if (!lent.includes(data.buffer)) lent.push(data.buffer);
+    }
+  }
+  const send = (reply, transfer) => {
+    try {
+      parentPort.postMessage(reply, transfer);
+    } catch (e) {
+      parentPort.postMessage(reply);
+    }
+  };
   return handle(msg).then(
     ({ result, transfer }) => {
-      try {
-        parentPort.postMessage({ id: msg.id, ok: true, result }, transfer || []);
-      } catch (e) {
-        parentPort.postMessage({ id: msg.id, ok: true, result });
-      }
+      const moved = (transfer || []).filter((b) => !lent.includes(b));
+      send({ id: msg.id, ok: true, result, inputs }, moved.concat(lent));
     },
     (e) => {
-      parentPort.postMessage({
-        id: msg.id,
-        ok: false,
-        error: { name: (e && e.name) || "Error", message: String((e && e.message) || e) },
-      });
+      send(
+        {
+          id: msg.id,
+          ok: false,
+          error: { name: (e && e.name) || "Error", message: String((e && e.message) || e) },
+          inputs,
+        },
+        lent,
+      );
     },
   );
 }

@@ -82,9 +82,16 @@ export interface CompileOptions extends SessionOptions {
 export interface RunOptions {
   /**
    * Move the feeds' buffers to the worker instead of copying them. The caller's arrays are detached
-   * (length 0) afterwards. Views into a larger buffer are always copied.
+   * (length 0) afterwards; the moved buffers become the session's staging buffers for later runs. Views
+   * into a larger buffer and SharedArrayBuffer-backed arrays are always copied.
    */
   transfer?: boolean;
+  /**
+   * Caller-owned arrays to receive outputs, by output name: the results are copied into them and these
+   * same arrays are returned. Opting in means a later run given the same array overwrites what an earlier
+   * run returned in it. Without `into`, every run returns fresh arrays that no later run touches.
+   */
+  into?: Readonly<Record<string, TensorData>>;
 }
 
 const ORT_TYPE: Readonly<Partial<Record<DType, string>>> = {
@@ -112,6 +119,16 @@ const DEFAULT_BIG_WEIGHT_BYTES = 256 * 1024 * 1024;
 interface Pending {
   resolve: (v: unknown) => void;
   reject: (e: Error) => void;
+  /** Receives the input buffers the worker hands back, after a successful or a failed run. */
+  returned?: ((inputs: Record<string, TensorData>) => void) | undefined;
+}
+
+interface Reply {
+  id: number;
+  ok: boolean;
+  result?: unknown;
+  error?: { name: string; message: string };
+  inputs?: Record<string, TensorData>;
 }
 
 /** One worker thread hosting sessions. It keeps the process alive only while requests are in flight. */
@@ -125,11 +142,12 @@ class WorkerHost {
   constructor(ortPath: string) {
     this.worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { ortPath } });
     this.worker.unref();
-    this.worker.on("message", (m: { id: number; ok: boolean; result?: unknown; error?: Error }) => {
+    this.worker.on("message", (m: Reply) => {
       const p = this.pending.get(m.id);
       if (!p) return;
       this.pending.delete(m.id);
       if (this.pending.size === 0) this.worker.unref();
+      if (m.inputs) p.returned?.(m.inputs);
       if (m.ok) p.resolve(m.result);
       else {
         const { name, message } = m.error!;
@@ -151,13 +169,17 @@ class WorkerHost {
     return this.pending.size;
   }
 
-  request<T>(msg: Record<string, unknown>, transfer: ArrayBuffer[] = []): Promise<T> {
+  request<T>(
+    msg: Record<string, unknown>,
+    transfer: ArrayBuffer[] = [],
+    returned?: (inputs: Record<string, TensorData>) => void,
+  ): Promise<T> {
     if (this.dead) return Promise.reject(this.dead);
     const id = this.nextId++;
     return new Promise<T>((resolve, reject) => {
-      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
-      if (this.pending.size === 1) this.worker.ref();
       this.worker.postMessage({ ...msg, id }, transfer);
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, returned });
+      if (this.pending.size === 1) this.worker.ref();
     });
   }
 
@@ -173,6 +195,17 @@ interface SharedSession {
   sid: number;
   refs: number;
   model: LoweredModel;
+  /**
+   * One idle staging buffer per input name. A run copies each feed into its input's buffer (or allocates
+   * one when it is lent out to a run still in flight), moves it to the worker, and the worker hands it back
+   * with the reply. Copying into memory already touched costs a memcpy; copying into a fresh allocation
+   * (what a plain `slice()` per run does) also pays a page fault per 4 KiB, which on the 2-core machine was
+   * ~2 ms per 4 MiB feed, a quarter of a 1024³ MatMul.
+   */
+  staging: Map<string, ArrayBuffer>;
+  /** Staging buffers allocated so far (reuse keeps this at one per input). */
+  stagingAllocations: number;
+  released: boolean;
 }
 
 /**
@@ -184,6 +217,7 @@ export class Runtime {
   private readonly hosts: WorkerHost[] = [];
   private readonly cache = new Map<string, Promise<SharedSession>>();
   private nextSid = 0;
+  private nextHandle = 0;
   private closed = false;
   private readonly ortPath: string;
 
@@ -231,7 +265,7 @@ export class Runtime {
     }
     const shared = await entry;
     shared.refs++;
-    return new Session(this, shared);
+    return new Session(this, shared, this.nextHandle++);
   }
 
   private async create(
@@ -250,12 +284,14 @@ export class Runtime {
       host.sessions--;
       throw e;
     }
-    return { key, host, sid, refs: 0, model };
+    return { key, host, sid, refs: 0, model, staging: new Map(), stagingAllocations: 0, released: false };
   }
 
   /** @internal */
   async release(shared: SharedSession): Promise<void> {
     if (--shared.refs > 0) return;
+    shared.released = true;
+    shared.staging.clear();
     this.cache.delete(shared.key);
     shared.host.sessions--;
     if (!this.closed) await shared.host.request({ type: "release", sid: shared.sid });
@@ -297,11 +333,13 @@ function sessionOptions(model: LoweredModel, o: SessionOptions): Record<string, 
 /** A compiled graph living in a worker. `run` is safe to call concurrently (calls queue in the worker). */
 export class Session {
   private disposed = false;
+  private readonly kept = new Set<string>();
 
   /** @internal */
   constructor(
     private readonly runtime: Runtime,
     private readonly shared: SharedSession,
+    private readonly handle: number,
   ) {}
 
   /** Cache key: sha256 of the model bytes and session options. */
@@ -317,55 +355,197 @@ export class Session {
     return this.shared.model.outputs;
   }
 
-  async run(feeds: Readonly<Record<string, TensorData>>, options: RunOptions = {}) {
-    if (this.disposed) throw new RuntimeError("run: this session was disposed; compile the graph again");
+  /** Names of the inputs this handle keeps in the worker (see `keep`). */
+  get keptInputs(): readonly string[] {
+    return [...this.kept];
+  }
+
+  /** @internal Staging buffers allocated by this session so far (tests check that runs reuse them). */
+  get stagingAllocations(): number {
+    return this.shared.stagingAllocations;
+  }
+
+  /**
+   * Keeps feeds in the worker for this handle's later runs, which may then leave them out: a tensor that
+   * does not change between runs (a condition over all sampler steps, frozen inputs) crosses to the worker
+   * once instead of on every run. The data is copied (moved with `{ transfer: true }`), so the caller may
+   * reuse its arrays; a run that passes the same name uses its own feed instead. On the CPU the kept tensor
+   * is what onnxruntime reads; with CUDA, onnxruntime-node still copies it to the device on each run (its
+   * binding keeps nothing on the GPU between runs). Feeds of inputs the graph does not use are ignored.
+   */
+  async keep(
+    feeds: Readonly<Record<string, TensorData>>,
+    options: { transfer?: boolean } = {},
+  ): Promise<void> {
+    this.live("keep");
     const { model, host, sid } = this.shared;
-    const wire: Record<string, { type: string; data: TensorData; dims: readonly number[] }> = {};
+    const wire: Record<string, WireTensor> = {};
+    const transfer: ArrayBuffer[] = [];
+    for (const [name, data] of Object.entries(feeds)) {
+      const spec = model.inputs.find((i) => i.name === name);
+      if (!spec) {
+        if (model.unusedInputs.includes(name)) continue;
+        throw unknownFeed("keep", name, model.inputs);
+      }
+      checkFeed("keep", spec, data);
+      const moved = options.transfer && movable(data, transfer) ? data : data.slice();
+      transfer.push(moved.buffer as ArrayBuffer);
+      wire[name] = { type: ORT_TYPE[spec.dtype]!, data: moved, dims: spec.shape };
+    }
+    const names = Object.keys(wire);
+    if (names.length === 0) return;
+    // Recorded before the worker answers: messages run in order there, so a run sent right after this
+    // call (without awaiting it) already finds the kept tensors.
+    for (const n of names) this.kept.add(n);
+    try {
+      await host.request({ type: "keep", sid, hid: this.handle, feeds: wire }, transfer);
+    } catch (e) {
+      for (const n of names) this.kept.delete(n);
+      throw e;
+    }
+  }
+
+  /** Drops kept feeds (all of them when `names` is omitted); later runs must pass them again. */
+  async forget(names?: readonly string[]): Promise<void> {
+    this.live("forget");
+    const drop = names ?? [...this.kept];
+    if (!drop.some((n) => this.kept.has(n))) return;
+    for (const n of drop) this.kept.delete(n);
+    const { host, sid } = this.shared;
+    await host.request({ type: "forget", sid, hid: this.handle, names: drop });
+  }
+
+  async run(
+    feeds: Readonly<Record<string, TensorData>>,
+    options: RunOptions = {},
+  ): Promise<Record<string, TensorData>> {
+    this.live("run");
+    const shared = this.shared;
+    const { model, host, sid } = shared;
+    const wire: Record<string, WireTensor> = {};
     const transfer: ArrayBuffer[] = [];
     for (const spec of model.inputs) {
       const data = feeds[spec.name];
       if (data === undefined) {
+        if (this.kept.has(spec.name)) continue;
         const need = model.inputs.map((i) => i.name).join(", ");
         throw new FeedError(
-          `run: missing feed "${spec.name}" (${spec.dtype} [${spec.shape}]); needs ${need}`,
+          `run: missing feed "${spec.name}" (${spec.dtype} [${spec.shape}]); needs ${need}` +
+            (this.kept.size ? ` (kept: ${[...this.kept].join(", ")})` : ""),
         );
       }
-      const Want = ARRAY_TYPE[spec.dtype]!;
-      if (!(data instanceof Want)) {
-        throw new FeedError(
-          `run: feed "${spec.name}" is a ${data.constructor.name} but the input is ${spec.dtype}; pass a ${Want.name}`,
-        );
-      }
-      const n = numel(spec.shape);
-      if (data.length !== n) {
-        throw new FeedError(
-          `run: feed "${spec.name}" has ${data.length} elements but ${spec.dtype} [${spec.shape}] needs ${n}`,
-        );
-      }
-      const whole =
-        options.transfer &&
-        data.byteOffset === 0 &&
-        data.byteLength === data.buffer.byteLength &&
-        data.buffer instanceof ArrayBuffer;
-      const moved = whole ? data : data.slice();
-      transfer.push(moved.buffer as ArrayBuffer);
-      wire[spec.name] = { type: ORT_TYPE[spec.dtype]!, data: moved, dims: spec.shape };
+      checkFeed("run", spec, data);
+      const staged = options.transfer && movable(data, transfer) ? data : stage(shared, spec, data);
+      transfer.push(staged.buffer as ArrayBuffer);
+      wire[spec.name] = { type: ORT_TYPE[spec.dtype]!, data: staged, dims: spec.shape };
     }
     for (const name of Object.keys(feeds)) {
-      if (!wire[name] && !model.unusedInputs.includes(name)) {
+      if (!wire[name] && !model.unusedInputs.includes(name)) throw unknownFeed("run", name, model.inputs);
+    }
+    const into = options.into ?? {};
+    for (const [name, dest] of Object.entries(into)) {
+      const spec = model.outputs.find((o) => o.name === name);
+      if (!spec) {
         throw new FeedError(
-          `run: unknown feed "${name}"; the session's inputs are ${model.inputs.map((i) => i.name).join(", ") || "(none)"}`,
+          `run: into["${name}"] is not an output; the session's outputs are ${model.outputs.map((o) => o.name).join(", ")}`,
         );
       }
+      checkFeed("run", spec, dest, `into["${name}"]`);
     }
-    return host.request<Record<string, TensorData>>({ type: "run", sid, feeds: wire }, transfer);
+    const out = await host.request<Record<string, TensorData>>(
+      { type: "run", sid, hid: this.handle, feeds: wire },
+      transfer,
+      (inputs) => unstage(shared, inputs),
+    );
+    for (const [name, dest] of Object.entries(into)) {
+      (dest as Float32Array).set(out[name] as Float32Array);
+      out[name] = dest;
+    }
+    return out;
   }
 
   /** Releases this handle; the underlying session closes when its last handle is disposed. Idempotent. */
   async dispose(): Promise<void> {
     if (this.disposed) return;
     this.disposed = true;
+    if (this.kept.size > 0 && !this.shared.released) {
+      this.kept.clear();
+      // Best effort: the worker also drops every kept tensor of a session when the session closes.
+      await this.shared.host
+        .request({ type: "forget", sid: this.shared.sid, hid: this.handle, names: null })
+        .catch(() => {});
+    }
     await this.runtime.release(this.shared);
+  }
+
+  private live(what: string): void {
+    if (this.disposed) throw new RuntimeError(`${what}: this session was disposed; compile the graph again`);
+  }
+}
+
+interface WireTensor {
+  type: string;
+  data: TensorData;
+  dims: readonly number[];
+}
+
+function checkFeed(what: string, spec: ValueSpec, data: TensorData, label = `feed "${spec.name}"`): void {
+  const Want = ARRAY_TYPE[spec.dtype]!;
+  const kind = what === "run" && label.startsWith("into") ? "output" : "input";
+  if (!(data instanceof Want)) {
+    throw new FeedError(
+      `${what}: ${label} is a ${data?.constructor?.name ?? typeof data} but the ${kind} is ${spec.dtype}; pass a ${Want.name}`,
+    );
+  }
+  const n = numel(spec.shape);
+  if (data.length !== n) {
+    throw new FeedError(
+      `${what}: ${label} has ${data.length} elements but ${spec.dtype} [${spec.shape}] needs ${n}`,
+    );
+  }
+}
+
+function unknownFeed(what: string, name: string, inputs: readonly ValueSpec[]): FeedError {
+  return new FeedError(
+    `${what}: unknown feed "${name}"; the session's inputs are ${inputs.map((i) => i.name).join(", ") || "(none)"}`,
+  );
+}
+
+/**
+ * Whether `data`'s buffer can be moved to the worker as it is: it must be a whole, unshared ArrayBuffer
+ * not already listed (the same array fed to two inputs is moved once and copied for the second).
+ * onnxruntime-node refuses SharedArrayBuffer-backed tensors ("Invalid argument"), so those are copied.
+ */
+function movable(data: TensorData, transfer: readonly ArrayBuffer[]): boolean {
+  return (
+    data.buffer instanceof ArrayBuffer &&
+    data.byteOffset === 0 &&
+    data.byteLength === data.buffer.byteLength &&
+    !transfer.includes(data.buffer)
+  );
+}
+
+/** Copies a feed into its input's idle staging buffer, or a new one while that is lent out. */
+function stage(shared: SharedSession, spec: ValueSpec, data: TensorData): TensorData {
+  let buffer = shared.staging.get(spec.name);
+  if (buffer && buffer.byteLength === data.byteLength) shared.staging.delete(spec.name);
+  else {
+    buffer = new ArrayBuffer(data.byteLength);
+    shared.stagingAllocations++;
+  }
+  const view = new (ARRAY_TYPE[spec.dtype] as unknown as new (b: ArrayBuffer) => TensorData)(buffer);
+  (view as Float32Array).set(data as Float32Array);
+  return view;
+}
+
+/** Takes back the input buffers a run handed back (moved feeds included) as idle staging buffers. */
+function unstage(shared: SharedSession, inputs: Record<string, TensorData>): void {
+  if (shared.released) return;
+  for (const [name, data] of Object.entries(inputs)) {
+    const buffer = data.buffer;
+    if (buffer instanceof ArrayBuffer && buffer.byteLength > 0 && !shared.staging.has(name)) {
+      shared.staging.set(name, buffer);
+    }
   }
 }
 
