@@ -140,4 +140,12 @@ export const COMMANDS: readonly Command[] = [
     },
     run: async (ctx) => (await import("./commands/download.js")).download(ctx),
   },
+  {
+    name: "doctor",
+    summary:
+      "which execution providers load here (cpu, webgpu, cuda), the CUDA the provider links, the GPU, and how to fix what is missing",
+    usage: "edit-r1 doctor [--json]",
+    options: { json: { type: "boolean" } },
+    run: async (ctx) => (await import("./commands/doctor.js")).doctor(ctx),
+  },
 ];

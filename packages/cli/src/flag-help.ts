@@ -81,6 +81,9 @@ const BY_COMMAND: Readonly<Record<string, Readonly<Record<string, FlagHelp>>>> =
     include: ["pattern", "only files matching the glob (repeatable)"],
     dataset: [undefined, "the id is a data set, not a model"],
   },
+  doctor: {
+    json: [undefined, "print the report as JSON (providers, CUDA provider links, GPUs, fixes)"],
+  },
 };
 
 /**

@@ -6,6 +6,7 @@ export {
 } from "./atomic-write.js";
 export { type GradOptions, grad, RECOMPUTE_OF_ATTR } from "./autodiff.js";
 export { DTYPE_BYTES, type DType, numel, SAFETENSORS_DTYPES } from "./dtype.js";
+export { type ElfDependencies, ElfError, readElfDependencies, sonameMajor } from "./elf-needed.js";
 export { EditR1Error } from "./errors.js";
 export {
   type Attrs,
@@ -44,6 +45,20 @@ export {
 } from "./lower.js";
 export * as nn from "./nn.js";
 export * as ops from "./ops.js";
+export {
+  CUDA_INSTALL_COMMAND,
+  type CudaProviderLibrary,
+  type CudaRequirements,
+  cudaProviderLibrary,
+  cudaRequirements,
+  type NvidiaGpu,
+  type NvidiaSmiReport,
+  nvidiaSmi,
+  type OnnxruntimeInstall,
+  onnxruntimeInstall,
+  type ProviderProbe,
+  probeProvider,
+} from "./providers.js";
 export {
   type CompileOptions,
   CudaUnavailableError,
