@@ -37,6 +37,16 @@ export async function timeMany(fn, n, warmup = 3) {
   return out;
 }
 
+/** `xs` rotated by `k` places: rounds that alternate variants start from a different one each time. */
+export function rotate(xs, k) {
+  const r = k % xs.length;
+  return [...xs.slice(r), ...xs.slice(0, r)];
+}
+
+/**
+ * Writes `.perf/engine-<name>.json`. By convention `result.ratios` holds the figures `pnpm perf` tracks:
+ * each one ours against a baseline measured in the same run, oriented so that higher is better.
+ */
 export function report(name, result) {
   const dir = path.join(repoRoot, ".perf");
   mkdirSync(dir, { recursive: true });

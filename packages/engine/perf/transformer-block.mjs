@@ -112,6 +112,7 @@ const result = {
   forward_gflops: Number(fwdRate.toFixed(1)),
   forward_ratio: Number((fwdRate / mmRate).toFixed(3)),
 };
+result.ratios = { forward_vs_matmul: result.forward_ratio };
 if (bwd) {
   const bRate = gflops(3 * flops, median(times.bwd));
   Object.assign(result, {
@@ -119,6 +120,7 @@ if (bwd) {
     forward_backward_gflops: Number(bRate.toFixed(1)),
     forward_backward_ratio: Number((bRate / mmRate).toFixed(3)),
   });
+  result.ratios.forward_backward_vs_matmul = result.forward_backward_ratio;
 } else {
   result.forward_backward = "skipped: engine has no grad() yet";
 }

@@ -9,6 +9,7 @@
  *   { id, type: "run", sid, hid, feeds: {name: {type,data,dims}} } → { id, ok, result: {name: data}, inputs }
  *   { id, type: "keep", sid, hid, feeds }                          → { id, ok }
  *   { id, type: "forget", sid, hid, names | null }                 → { id, ok }
+ *   { id, type: "endProfiling", sid }                              → { id, ok, result: profile file path }
  *   { id, type: "release", sid }                                   → { id, ok }
  * Failures answer { id, ok: false, error: { name, message } }. A run's reply, failed or not, hands the feed
  * buffers back (`inputs`, moved, not copied) so the parent reuses them as staging buffers for its next run.
@@ -19,6 +20,8 @@ export const WORKER_SOURCE = `
 "use strict";
 const { parentPort, workerData } = require("node:worker_threads");
 const ort = require(workerData.ortPath);
+const fs = require("node:fs");
+const path = require("node:path");
 // sid → { session, kept: Map<hid, Map<name, ort.Tensor>> }
 const sessions = new Map();
 
@@ -36,6 +39,16 @@ async function handle(msg) {
   switch (msg.type) {
     case "create": {
       let session;
+      // onnxruntime names the profile file ("<prefix>_<date>.json") when the session starts, without
+      // saying which: the file that appears during create is this session's.
+      const prefix = msg.options.profileFilePrefix;
+      const profiles = () => {
+        const dir = path.dirname(path.resolve(prefix));
+        const base = path.basename(prefix);
+        if (!fs.existsSync(dir)) return [];
+        return fs.readdirSync(dir).filter((f) => f.startsWith(base) && f.endsWith(".json")).map((f) => path.join(dir, f));
+      };
+      const before = prefix ? new Set(profiles()) : undefined;
       try {
         session = await ort.InferenceSession.create(msg.bytes, msg.options);
       } catch (e) {
@@ -47,7 +60,8 @@ async function handle(msg) {
         }
         throw e;
       }
-      sessions.set(msg.sid, { session, kept: new Map() });
+      const profile = prefix ? { prefix, file: profiles().filter((f) => !before.has(f)).sort().pop() } : undefined;
+      sessions.set(msg.sid, { session, kept: new Map(), profile });
       return { result: { inputs: session.inputNames, outputs: session.outputNames } };
     }
     case "run": {
@@ -95,6 +109,13 @@ async function handle(msg) {
         if (!msg.names || mine.size === 0) entry.kept.delete(msg.hid);
       }
       return { result: null };
+    }
+    case "endProfiling": {
+      const { session, profile } = live(msg.sid);
+      if (!profile) throw new Error("endProfiling: the session was not opened with the profile option");
+      session.endProfiling();
+      if (!profile.file) throw new Error("endProfiling: onnxruntime wrote no profile under " + profile.prefix);
+      return { result: profile.file };
     }
     case "release": {
       const entry = sessions.get(msg.sid);

@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { afterAll, describe, expect, test } from "vitest";
@@ -255,6 +255,30 @@ describe("session cache and pool", () => {
     // A machine with CUDA: the session must then compute correctly.
     expect([...(await session.run({ x: Float32Array.of(1, 2) })).y!]).toEqual([-1, -2]);
     await session.dispose();
+  });
+});
+
+describe("profiling", () => {
+  test("a session opened with profile writes onnxruntime's per-node timings; others refuse endProfiling", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "engine-profile-"));
+    dirs.push(dir);
+    const g = new Graph("profiled");
+    const x = g.input("x", "float32", [8, 8]);
+    const y = ops.tanh(ops.matmul(x, x));
+    const plain = await compile(g, { outputs: { y }, runtime: rt });
+    const profiled = await compile(g, { outputs: { y }, runtime: rt, profile: path.join(dir, "tiny") });
+    expect(profiled.key).not.toBe(plain.key);
+    for (let i = 0; i < 2; i++) await profiled.run({ x: seq(64) });
+    const file = await profiled.endProfiling();
+    expect(path.dirname(file)).toBe(dir);
+    const events = JSON.parse(readFileSync(file, "utf8")) as { cat: string; args?: { op_name?: string } }[];
+    const ops2 = events.filter((e) => e.cat === "Node").map((e) => e.args?.op_name);
+    expect(ops2.filter((o) => o === "MatMul")).toHaveLength(2);
+    expect(ops2).toContain("Tanh");
+    await expect(plain.endProfiling()).rejects.toThrow(/not opened with the profile option/);
+    // The session still runs after a refused call.
+    expect((await plain.run({ x: seq(64) })).y).toHaveLength(64);
+    await Promise.all([plain.dispose(), profiled.dispose()]);
   });
 });
 

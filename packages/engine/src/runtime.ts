@@ -67,6 +67,12 @@ export interface SessionOptions {
    * default it is off once external weights reach `bigWeightBytes`.
    */
   memoryPattern?: boolean;
+  /**
+   * Path prefix of an onnxruntime profile (per-node timings, Chrome trace JSON) for this session:
+   * onnxruntime writes `<prefix>_<date>.json` when `Session.endProfiling()` is called. A profiled session
+   * is a different session from an unprofiled one of the same graph.
+   */
+  profile?: string;
   /** Threshold for the three defaults above (default 256 MiB). */
   bigWeightBytes?: number;
   optimizationLevel?: "disabled" | "basic" | "extended" | "all";
@@ -326,6 +332,10 @@ function sessionOptions(model: LoweredModel, o: SessionOptions): Record<string, 
     extra,
   };
   if (o.threads !== undefined) options.intraOpNumThreads = o.threads;
+  if (o.profile !== undefined) {
+    options.enableProfiling = true;
+    options.profileFilePrefix = o.profile;
+  }
   if (!memoryPattern) options.enableMemPattern = false;
   return options;
 }
@@ -462,6 +472,17 @@ export class Session {
       out[name] = dest;
     }
     return out;
+  }
+
+  /**
+   * Ends the onnxruntime profile of a session opened with `profile` and returns the path of the JSON file
+   * written (events with `cat: "Node"` carry each kernel's duration in µs and its `args.op_name`). Profiling
+   * stops for every handle of the session.
+   */
+  async endProfiling(): Promise<string> {
+    this.live("endProfiling");
+    const { host, sid } = this.shared;
+    return host.request<string>({ type: "endProfiling", sid });
   }
 
   /** Releases this handle; the underlying session closes when its last handle is disposed. Idempotent. */
