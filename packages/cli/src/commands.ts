@@ -148,4 +148,17 @@ export const COMMANDS: readonly Command[] = [
     options: { json: { type: "boolean" } },
     run: async (ctx) => (await import("./commands/doctor.js")).doctor(ctx),
   },
+  {
+    name: "plan",
+    summary: "predict memory per phase (rollout, training step) for an adapter at a resolution, before a run",
+    usage:
+      "edit-r1 plan --adapter <name> [--model dir] [--resolution WxH] [--device cpu|cuda] [--dtype float32|float16|bfloat16] [--batch N] [--train] [--json]",
+    options: {
+      ...adapterFlags,
+      batch: { type: "string" },
+      train: { type: "boolean" },
+      json: { type: "boolean" },
+    },
+    run: async (ctx) => (await import("./commands/plan.js")).plan(ctx),
+  },
 ];

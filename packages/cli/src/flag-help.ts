@@ -84,6 +84,11 @@ const BY_COMMAND: Readonly<Record<string, Readonly<Record<string, FlagHelp>>>> =
   doctor: {
     json: [undefined, "print the report as JSON (providers, CUDA provider links, GPUs, fixes)"],
   },
+  plan: {
+    batch: ["N", "samples per rollout batch and training micro-batch (default 1)"],
+    train: [undefined, "also plan the fused training step"],
+    json: [undefined, "print the plan as JSON"],
+  },
 };
 
 /**
