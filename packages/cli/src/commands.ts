@@ -27,7 +27,7 @@ export const COMMANDS: readonly Command[] = [
     name: "train",
     summary: "post-train an adapter with Edit-R1 (DiffusionNFT + judge reward)",
     usage:
-      "edit-r1 train [--adapter tiny] [--config run.json] [--data train.jsonl] [--reward <spec>] [--steps N] [--out runs/x] [--resume] [--seed N] [--no-bench] [adapter flags]",
+      "edit-r1 train [--adapter tiny] [--config run.json] [--data train.jsonl] [--reward <spec>] [--steps N] [--out runs/x] [--resume] [--seed N] [--no-bench] [--workers redis://host:port] [--rollout-lag N] [--store DIR] [adapter flags]",
     options: {
       ...adapterFlags,
       config: { type: "string" },
@@ -37,8 +37,28 @@ export const COMMANDS: readonly Command[] = [
       out: { type: "string" },
       resume: { type: "boolean" },
       "no-bench": { type: "boolean" },
+      workers: { type: "string" },
+      "rollout-lag": { type: "string" },
+      store: { type: "string" },
     },
     run: async (ctx) => (await import("./commands/train.js")).train(ctx),
+  },
+  {
+    name: "worker",
+    summary: "a rollout worker: takes a trainer's rollout jobs from a Redis queue (train --workers)",
+    usage:
+      "edit-r1 worker --queue redis://host:port[/db][?queue=name] --adapter <name> [--device cpu|cuda] [--model dir|repo] [--store DIR|URL] [--data train.jsonl] [--lock-seconds 30] [--name NAME]",
+    options: {
+      queue: { type: "string" },
+      adapter: { type: "string" },
+      device: { type: "string" },
+      model: { type: "string" },
+      store: { type: "string" },
+      data: { type: "string" },
+      "lock-seconds": { type: "string" },
+      name: { type: "string" },
+    },
+    run: async (ctx) => (await import("./commands/worker.js")).worker(ctx),
   },
   {
     name: "bench",
@@ -152,11 +172,12 @@ export const COMMANDS: readonly Command[] = [
     name: "plan",
     summary: "predict memory per phase (rollout, training step) for an adapter at a resolution, before a run",
     usage:
-      "edit-r1 plan --adapter <name> [--model dir] [--resolution WxH] [--device cpu|cuda] [--dtype float32|float16|bfloat16] [--batch N] [--train] [--json]",
+      "edit-r1 plan --adapter <name> [--model dir] [--resolution WxH] [--device cpu|cuda] [--dtype float32|float16|bfloat16] [--batch N] [--train] [--recompute] [--json]",
     options: {
       ...adapterFlags,
       batch: { type: "string" },
       train: { type: "boolean" },
+      recompute: { type: "boolean" },
       json: { type: "boolean" },
     },
     run: async (ctx) => (await import("./commands/plan.js")).plan(ctx),

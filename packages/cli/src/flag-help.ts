@@ -50,6 +50,29 @@ const BY_COMMAND: Readonly<Record<string, Readonly<Record<string, FlagHelp>>>> =
     out: ["dir", "the run folder (default runs/<adapter>-<time>); must not hold checkpoints unless --resume"],
     resume: [undefined, "continue the run in --out from its newest checkpoint"],
     "no-bench": [undefined, "skip the benchmark before and after training"],
+    workers: [
+      "redis://host:port",
+      "roll out on `edit-r1 worker` processes fed by this Redis queue ([/db][?queue=name]; one trainer per queue)",
+    ],
+    "rollout-lag": [
+      "N",
+      "optimizer steps a rollout may lag behind (default 0: synchronous, the same numbers as in one process)",
+    ],
+    store: [
+      "dir",
+      "where the old-policy versions go for the workers (default <out>/rollout-versions; must be shared with them)",
+    ],
+  },
+  worker: {
+    queue: ["redis://host:port", "the trainer's --workers queue ([/db][?queue=name])"],
+    adapter: ["name", "the adapter this worker runs; jobs of another adapter fail with a clear message"],
+    store: ["dir|url", "where the trainer's version store is seen from here (default: the path jobs carry)"],
+    data: ["train.jsonl", "where the training data is seen from here (default: the path jobs carry)"],
+    "lock-seconds": [
+      "N",
+      "how long a job stays this worker's without a heartbeat; a dead worker's job runs elsewhere after it (default 30)",
+    ],
+    name: ["text", "this worker's name in logs and counts (default host:pid)"],
   },
   bench: {
     benchmark: ["imgedit|gedit|shapes", "the benchmark"],
@@ -87,6 +110,10 @@ const BY_COMMAND: Readonly<Record<string, Readonly<Record<string, FlagHelp>>>> =
   plan: {
     batch: ["N", "samples per rollout batch and training micro-batch (default 1)"],
     train: [undefined, "also plan the fused training step"],
+    recompute: [
+      undefined,
+      "gradient checkpointing per transformer block (full-size shapes only, without --model)",
+    ],
     json: [undefined, "print the plan as JSON"],
   },
 };

@@ -50,6 +50,8 @@ export interface RolloutExecutor {
   run(job: RolloutJob, requests: readonly EditRequest[]): Promise<RolloutBatch>;
   /** Counters for the metrics line (workers alive, retried or stale jobs, …); absent for in-process. */
   stats?(): Record<string, number>;
+  /** One line for the progress output (e.g. "2 workers alive · 1 job waiting · 3.1 rollouts/s"). */
+  describe?(): string;
   close?(): Promise<void>;
 }
 

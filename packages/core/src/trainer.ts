@@ -668,7 +668,9 @@ class TrainingRun {
     this.progress?.write(
       `step ${step}/${config.steps}  reward ${rewardMean.toFixed(4)} ± ${rewardStd.toFixed(4)}  ` +
         `filtered ${(record.filteredFraction * 100).toFixed(0)}%  loss ${trained.loss.toPrecision(4)}  ` +
-        `|g| ${trained.gradNorm.toPrecision(3)}  ${stepS.toFixed(2)}s\n`,
+        `|g| ${trained.gradNorm.toPrecision(3)}  ${stepS.toFixed(2)}s` +
+        (this.rollouts.describe ? `  [${this.rollouts.describe()}]` : "") +
+        "\n",
     );
     return record;
   }

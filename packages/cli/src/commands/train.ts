@@ -1,5 +1,5 @@
 import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import {
   type AdapterTrainDefaults,
   type BenchmarkReport,
@@ -7,6 +7,7 @@ import {
   EditDataset,
   fsProblem,
   imageGridPng,
+  type RolloutExecutor,
   RUN_LAYOUT,
   RunDirectory,
   renderReport,
@@ -22,6 +23,13 @@ import {
   JudgeConfigError,
   parseRewardSpec,
 } from "@edit-r1/rewards";
+import {
+  FolderVersionStore,
+  parseQueueUrl,
+  type QueueLocation,
+  QueueRollouts,
+  WorkersConfigError,
+} from "@edit-r1/workers";
 import { UsageError } from "../args.js";
 import { type CommandContext, intFlag, progressLine, stringFlag } from "../context.js";
 import { checkOutFlag } from "../out-folder.js";
@@ -31,7 +39,7 @@ import { adapterOptions } from "./bench.js";
 /** What a training run's folder holds: the trainer's files plus what this command adds. */
 const TRAIN_LAYOUT = {
   files: [...RUN_LAYOUT.files, "benchmark.md", "before-after.png"],
-  folders: [...RUN_LAYOUT.folders, "data", "lora", "bench-before", "bench-after"],
+  folders: [...RUN_LAYOUT.folders, "data", "lora", "bench-before", "bench-after", "rollout-versions"],
 };
 
 /** A reward spec problem (syntax, kind, options) as a usage error naming --reward. */
@@ -106,12 +114,24 @@ export async function train(ctx: CommandContext): Promise<number> {
 
   const steps = intFlag(ctx, "steps", 1);
   const seed = intFlag(ctx, "seed");
+  const rolloutLag = intFlag(ctx, "rollout-lag", 0);
   const config: TrainConfigInput = {
     ...defaults.config,
     ...readConfig(stringFlag(ctx, "config")),
     ...(steps !== undefined ? { steps } : {}),
     ...(seed !== undefined ? { seed } : {}),
+    ...(rolloutLag !== undefined ? { rolloutLag } : {}),
   };
+  const workersUrl = stringFlag(ctx, "workers");
+  let queue: QueueLocation | undefined;
+  try {
+    queue = workersUrl === undefined ? undefined : parseQueueUrl(workersUrl, "--workers");
+  } catch (err) {
+    if (err instanceof WorkersConfigError) throw new UsageError(`${err.message}.`);
+    throw err;
+  }
+  if (stringFlag(ctx, "store") !== undefined && !queue)
+    throw new UsageError("--store is where rollout workers read the policy versions; it needs --workers.");
 
   try {
     resolveTrainConfig(config);
@@ -148,6 +168,7 @@ export async function train(ctx: CommandContext): Promise<number> {
   }).catch((err: unknown) => {
     throw rewardSpecError(rewardSpec, err);
   });
+  let dataPath = dataFlag;
   let rewardClosed = false;
   const closeReward = async () => {
     if (rewardClosed) return;
@@ -156,7 +177,7 @@ export async function train(ctx: CommandContext): Promise<number> {
   };
   try {
     if (!prompts) {
-      const dataPath = await defaultTrainData(outDir, adapterName, defaults);
+      dataPath = await defaultTrainData(outDir, adapterName, defaults);
       ctx.err(`data: ${dataPath}`);
       prompts = await EditDataset.load(dataPath);
     }
@@ -185,17 +206,43 @@ export async function train(ctx: CommandContext): Promise<number> {
     if (before) ctx.err(`benchmark before: ${before.overall.toFixed(3)}`);
 
     const policy = await adapter.loadPolicy!(options);
+    const samplerName = defaults.sampler ?? "dpm2";
+    let rollouts: RolloutExecutor | undefined;
+    if (queue) {
+      // The workers rebuild this policy from the spec, on their own device.
+      const { device: _device, ...portable } = options;
+      const store = new FolderVersionStore(stringFlag(ctx, "store") ?? join(outDir, "rollout-versions"));
+      const workers = await QueueRollouts.open({
+        location: queue,
+        spec: { adapter: adapterName, options: portable, sampler: samplerName, data: resolve(dataPath!) },
+        store,
+        log: (line) => ctx.err(line),
+      });
+      ctx.err(
+        `rollouts: on workers at ${queue.display} (${workers.describe()}); versions in ${store.location}; ` +
+          `start workers with: edit-r1 worker --queue ${workersUrl} --adapter ${adapterName}`,
+      );
+      rollouts = workers;
+    }
     let result: Awaited<ReturnType<typeof runTraining>>;
     try {
       result = await runTraining({
         policy,
-        sampler: samplerByName(defaults.sampler ?? "dpm2"),
+        sampler: samplerByName(samplerName),
         reward,
         prompts,
         outDir,
         config,
         resume,
         signal: ctx.signal,
+        // The trainer's progress lines go where the command's other messages go.
+        progress: {
+          write: (text: string) => {
+            ctx.err(text.trimEnd());
+            return true;
+          },
+        } as NodeJS.WritableStream,
+        ...(rollouts ? { rollouts } : {}),
       });
     } finally {
       await closeReward();
