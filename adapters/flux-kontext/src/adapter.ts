@@ -3,6 +3,7 @@ import type { Adapter, AdapterLoadOptions } from "@edit-r1/core";
 import { INTERFACE_VERSION } from "@edit-r1/core";
 import { type ComputeDType, EDIT_R1_LORA_TARGETS } from "@edit-r1/models";
 import { type LoadFluxKontextOptions, loadFluxKontext } from "./flux-kontext-editor.js";
+import { planFluxKontextPolicy } from "./flux-kontext-plan.js";
 import { type LoadFluxKontextPolicyOptions, loadFluxKontextPolicy } from "./flux-kontext-policy.js";
 import { PREFERRED_KONTEXT_RESOLUTIONS } from "./kontext-resolution.js";
 import { writeFluxKontextReplica } from "./replica.js";
@@ -67,6 +68,15 @@ export function createFluxKontextAdapter(settings: FluxKontextAdapterSettings = 
       ],
       // A tiny random FLUX.1-Kontext-dev in the same diffusers layout (`edit-r1 replica --adapter flux-kontext`).
       writeReplica: (dir, options) => writeFluxKontextReplica(dir, { seed: options.seed ?? 0 }),
+      // The full-size graphs from the shipped tensor shapes (`edit-r1 plan` without --model).
+      loadShapePolicy: (options = {}) =>
+        planFluxKontextPolicy({
+          ...policyTrainingOptions(options, settings),
+          ...(options.dtype ? { dtype: options.dtype as ComputeDType } : {}),
+          ...(options.steps !== undefined ? { steps: options.steps } : {}),
+          ...(options.guidance !== undefined ? { guidance: options.guidance } : {}),
+          ...(options.recompute ? { recompute: true } : {}),
+        }),
     },
     loadEditor: (options = {}) => {
       const resolution = options.resolution;

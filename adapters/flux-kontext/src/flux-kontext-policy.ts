@@ -5,7 +5,7 @@ import {
   graphPolicyOptions,
   type PolicyTrainingOptions,
 } from "@edit-r1/adapter-kit";
-import { type EditRequest, flowMatchSchedule } from "@edit-r1/core";
+import { type EditRequest, type FlowScheduleConfig, flowMatchSchedule } from "@edit-r1/core";
 import type { Graph } from "@edit-r1/engine";
 import { buildKontextVelocity, type ComputeDType } from "@edit-r1/models";
 import {
@@ -14,7 +14,11 @@ import {
   KONTEXT_ROLLOUT_SETTINGS,
 } from "./flux-kontext-editor.js";
 import { FluxKontextError } from "./flux-kontext-error.js";
-import { type OpenFluxKontextOptions, openFluxKontextModel } from "./flux-kontext-model.js";
+import {
+  type FluxKontextModel,
+  type OpenFluxKontextOptions,
+  openFluxKontextModel,
+} from "./flux-kontext-model.js";
 
 /** The LoRA θ the policy trains (PEFT names, one rank and alpha for every module). */
 export interface FluxKontextLoraSettings {
@@ -104,39 +108,8 @@ export async function loadFluxKontextPolicy(
     editor.checkWeights();
     const policyOptions = await graphPolicyOptions(options);
 
-    /** A bucket of a latent grid [h, w] (before packing): shapes, the dynamically shifted schedule, the graph. */
-    const bucketOf = (grid: readonly [number, number], textTokens: number): GraphBucket => {
-      const tokens = (grid[0] / 2) * (grid[1] / 2);
-      return {
-        latentShape: [tokens, config.inChannels],
-        conditions: {
-          context: { dtype: "float32", shape: [tokens, config.inChannels] },
-          text: { dtype: "float32", shape: [textTokens, config.jointAttentionDim] },
-          pooled: { dtype: "float32", shape: [config.pooledProjectionDim] },
-        },
-        // Dynamic shift from the target tokens only (the context tokens do not count), as diffusers' Kontext does.
-        sigmas: flowMatchSchedule(model.scheduler, { numSteps: settings.steps, imageSeqLen: tokens }).sigmas,
-        buildVelocity: (g: Graph, xt, t, cond, lora) => {
-          const batch = xt.shape[0]!;
-          return buildKontextVelocity(
-            g,
-            transformer,
-            {
-              latents: xt,
-              context: cond.context!,
-              text: cond.text!,
-              pooled: cond.pooled!,
-              timestep: t,
-              // Kontext has no true CFG: its distilled guidance is one more input, fixed for the whole run.
-              guidance: config.guidanceEmbeds
-                ? g.constant(new Float32Array(batch).fill(settings.guidance), [batch])
-                : undefined,
-            },
-            { targetGrid: grid, contextGrid: grid, dtype: options.dtype, lora },
-          );
-        },
-      };
-    };
+    const bucketOf = (grid: readonly [number, number], textTokens: number): GraphBucket =>
+      kontextBucket(transformer, model.scheduler, settings, grid, textTokens, { dtype: options.dtype });
     const grid = [height / vaeFactor, width / vaeFactor] as const;
     const bucketKey = `${width}x${height}`;
     const policy = createGraphPolicy(
@@ -163,4 +136,63 @@ export async function loadFluxKontextPolicy(
     await editor.close();
     throw e;
   }
+}
+
+/** What a Kontext bucket's graph depends on besides the transformer: the rollout steps and the guidance. */
+export interface KontextBucketOptions {
+  dtype?: ComputeDType | undefined;
+  /** Gradient checkpointing per transformer block (each block's interior recomputed in the backward pass). */
+  recompute?: boolean | undefined;
+}
+
+/**
+ * A Kontext bucket of a latent grid [h, w] (before packing), with `textTokens` T5 rows: shapes, the dynamically
+ * shifted schedule, the velocity graph. Shared by the policy and its shape-only twin (`edit-r1 plan`), so the
+ * planned graphs are the ones a run compiles.
+ */
+export function kontextBucket(
+  transformer: FluxKontextModel["transformer"],
+  scheduler: FlowScheduleConfig,
+  settings: Pick<FluxKontextSettings, "steps" | "guidance">,
+  grid: readonly [number, number],
+  textTokens: number,
+  options: KontextBucketOptions = {},
+): GraphBucket {
+  const { config } = transformer;
+  const tokens = (grid[0] / 2) * (grid[1] / 2);
+  return {
+    latentShape: [tokens, config.inChannels],
+    conditions: {
+      context: { dtype: "float32", shape: [tokens, config.inChannels] },
+      text: { dtype: "float32", shape: [textTokens, config.jointAttentionDim] },
+      pooled: { dtype: "float32", shape: [config.pooledProjectionDim] },
+    },
+    // Dynamic shift from the target tokens only (the context tokens do not count), as diffusers' Kontext does.
+    sigmas: flowMatchSchedule(scheduler, { numSteps: settings.steps, imageSeqLen: tokens }).sigmas,
+    buildVelocity: (g: Graph, xt, t, cond, lora) => {
+      const batch = xt.shape[0]!;
+      return buildKontextVelocity(
+        g,
+        transformer,
+        {
+          latents: xt,
+          context: cond.context!,
+          text: cond.text!,
+          pooled: cond.pooled!,
+          timestep: t,
+          // Kontext has no true CFG: its distilled guidance is one more input, fixed for the whole run.
+          guidance: config.guidanceEmbeds
+            ? g.constant(new Float32Array(batch).fill(settings.guidance), [batch])
+            : undefined,
+        },
+        {
+          targetGrid: grid,
+          contextGrid: grid,
+          dtype: options.dtype,
+          lora,
+          ...(options.recompute ? { recompute: true } : {}),
+        },
+      );
+    },
+  };
 }

@@ -24,8 +24,15 @@ export {
   openFluxKontextModel,
 } from "./flux-kontext-model.js";
 export {
+  FLUX_KONTEXT_SHAPES,
+  type PlanFluxKontextPolicyOptions,
+  planFluxKontextPolicy,
+  type ShapeOnlyPolicy,
+} from "./flux-kontext-plan.js";
+export {
   type FluxKontextLoraSettings,
   type FluxKontextPolicy,
+  kontextBucket,
   type LoadFluxKontextPolicyOptions,
   loadFluxKontextPolicy,
 } from "./flux-kontext-policy.js";

@@ -5,6 +5,7 @@ import { type ComputeDType, EDIT_R1_LORA_TARGETS } from "@edit-r1/models";
 import type { QwenImageEditAreas } from "./image-sizes.js";
 import { type LoadQwenImageEditOptions, loadQwenImageEdit } from "./load.js";
 import { QwenImageEditError } from "./qwen-image-edit-error.js";
+import { planQwenImageEditPolicy } from "./qwen-image-edit-plan.js";
 import { type LoadQwenImageEditPolicyOptions, loadQwenImageEditPolicy } from "./qwen-image-edit-policy.js";
 import { writeQwenImageEditReplica } from "./replica.js";
 
@@ -71,6 +72,18 @@ export function createQwenImageEditAdapter(settings: QwenImageEditAdapterSetting
       ],
       // A tiny random Qwen-Image-Edit-2509 (the default repo's layout): `edit-r1 replica --adapter qwen-image-edit`.
       writeReplica: (dir, o) => writeQwenImageEditReplica(dir, { variant: "edit-plus", seed: o.seed ?? 0 }),
+      // The full-size graphs from the shipped tensor shapes (`edit-r1 plan` without --model).
+      loadShapePolicy: (options = {}) =>
+        planQwenImageEditPolicy({
+          ...policyTrainingOptions(options, settings),
+          ...(options.dtype ? { dtype: options.dtype as ComputeDType } : {}),
+          ...(options.steps !== undefined ? { steps: options.steps } : {}),
+          ...(settings.areas?.vaeImageArea !== undefined
+            ? { vaeImageArea: settings.areas.vaeImageArea }
+            : {}),
+          ...(settings.maxTextTokens !== undefined ? { maxTextTokens: settings.maxTextTokens } : {}),
+          ...(options.recompute ? { recompute: true } : {}),
+        }),
     },
     loadEditor: (options = {}) => {
       const resolution = options.resolution;

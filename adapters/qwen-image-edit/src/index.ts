@@ -51,9 +51,16 @@ export {
   type QwenTextEncoder,
 } from "./qwen-image-edit-model.js";
 export {
+  type PlanQwenImageEditPolicyOptions,
+  planQwenImageEditPolicy,
+  QWEN_IMAGE_EDIT_SHAPES,
+  type ShapeOnlyQwenPolicy,
+} from "./qwen-image-edit-plan.js";
+export {
   type LoadQwenImageEditPolicyOptions,
   loadQwenImageEditPolicy,
   type QwenImageEditPolicy,
+  qwenImageEditBucket,
 } from "./qwen-image-edit-policy.js";
 export { QwenPromptEncoder } from "./qwen-prompt-encoder.js";
 export {

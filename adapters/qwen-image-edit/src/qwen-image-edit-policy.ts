@@ -6,14 +6,14 @@ import {
   type PolicyTrainingOptions,
   resizeLikeDiffusers,
 } from "@edit-r1/adapter-kit";
-import { type EditRequest, flowMatchSchedule, requestSources } from "@edit-r1/core";
+import { type EditRequest, type FlowScheduleConfig, flowMatchSchedule, requestSources } from "@edit-r1/core";
 import type { Graph } from "@edit-r1/engine";
 import type { ResolveOptions } from "@edit-r1/hub";
 import { buildQwenImageEditVelocity, type ComputeDType, type QwenImageShape } from "@edit-r1/models";
 import { editorOf, qwenImageEditSettings } from "./load.js";
 import { maxSourcesOf, type QwenImageEditEditor, type TextCondition } from "./qwen-image-edit-editor.js";
 import { QwenImageEditError } from "./qwen-image-edit-error.js";
-import { openQwenImageEditModel } from "./qwen-image-edit-model.js";
+import { openQwenImageEditModel, type QwenImageEditModel } from "./qwen-image-edit-model.js";
 
 /** The model and rollout protocol; the LoRA, seeds and sessions are the kit's PolicyTrainingOptions. */
 export interface LoadQwenImageEditPolicyOptions extends ResolveOptions, PolicyTrainingOptions {
@@ -82,28 +82,10 @@ export async function loadQwenImageEditPolicy(
     const policyOptions = await graphPolicyOptions(options);
     const target: QwenImageShape = [1, height / multiple, width / multiple];
 
-    const bucketOf = (shapes: readonly QwenImageShape[], textTokens: number): GraphBucket => {
-      const tokens = shapes.map(([f, h, w]) => f * h * w);
-      const sourceTokens = tokens.slice(1).reduce((a, b) => a + b, 0);
-      return {
-        latentShape: [tokens[0]!, config.inChannels],
-        conditions: {
-          sources: { dtype: "float32", shape: [sourceTokens, config.inChannels] },
-          text: { dtype: "float32", shape: [textTokens, config.jointAttentionDim] },
-          text_mask: { dtype: "float32", shape: [textTokens] },
-        },
-        // Dynamic shift from the target tokens only, as the pipelines do.
-        sigmas: flowMatchSchedule(model.scheduler, { numSteps: settings.steps, imageSeqLen: tokens[0]! })
-          .sigmas,
-        buildVelocity: (g: Graph, xt, t, cond, lora) =>
-          buildQwenImageEditVelocity(
-            g,
-            model.transformer,
-            { latents: xt, sources: cond.sources!, text: cond.text!, textMask: cond.text_mask!, timestep: t },
-            { imgShapes: shapes, dtype: options.dtype, lora },
-          ),
-      };
-    };
+    const bucketOf = (shapes: readonly QwenImageShape[], textTokens: number): GraphBucket =>
+      qwenImageEditBucket(model.transformer, model.scheduler, settings.steps, shapes, textTokens, {
+        dtype: options.dtype,
+      });
     /** [target, ...each source's VAE-latent shape] for a request. */
     const shapesOf = (request: EditRequest): QwenImageShape[] => [
       target,
@@ -161,4 +143,46 @@ function fixedLength(
   const out = new Float32Array(rows * width);
   out.set(text.hidden.subarray(0, kept * width));
   return { text: out, text_mask: new Float32Array(rows).fill(1, 0, kept) };
+}
+
+/** What a Qwen-Image-Edit bucket's graph depends on besides the transformer. */
+export interface QwenImageEditBucketOptions {
+  dtype?: ComputeDType | undefined;
+  /** Gradient checkpointing per transformer block (each block's interior recomputed in the backward pass). */
+  recompute?: boolean | undefined;
+}
+
+/**
+ * A Qwen-Image-Edit bucket of img_shapes [target, ...sources] with `textTokens` text rows: shapes, the
+ * dynamically shifted schedule, the velocity graph. Shared by the policy and its shape-only twin
+ * (`edit-r1 plan`), so the planned graphs are the ones a run compiles.
+ */
+export function qwenImageEditBucket(
+  transformer: QwenImageEditModel["transformer"],
+  scheduler: FlowScheduleConfig,
+  steps: number,
+  shapes: readonly QwenImageShape[],
+  textTokens: number,
+  options: QwenImageEditBucketOptions = {},
+): GraphBucket {
+  const { config } = transformer;
+  const tokens = shapes.map(([f, h, w]) => f * h * w);
+  const sourceTokens = tokens.slice(1).reduce((a, b) => a + b, 0);
+  return {
+    latentShape: [tokens[0]!, config.inChannels],
+    conditions: {
+      sources: { dtype: "float32", shape: [sourceTokens, config.inChannels] },
+      text: { dtype: "float32", shape: [textTokens, config.jointAttentionDim] },
+      text_mask: { dtype: "float32", shape: [textTokens] },
+    },
+    // Dynamic shift from the target tokens only, as the pipelines do.
+    sigmas: flowMatchSchedule(scheduler, { numSteps: steps, imageSeqLen: tokens[0]! }).sigmas,
+    buildVelocity: (g: Graph, xt, t, cond, lora) =>
+      buildQwenImageEditVelocity(
+        g,
+        transformer,
+        { latents: xt, sources: cond.sources!, text: cond.text!, textMask: cond.text_mask!, timestep: t },
+        { imgShapes: shapes, dtype: options.dtype, lora, ...(options.recompute ? { recompute: true } : {}) },
+      ),
+  };
 }

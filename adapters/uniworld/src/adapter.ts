@@ -75,6 +75,15 @@ export function createUniWorldAdapter(settings: UniWorldAdapterSettings = {}): A
       },
       writeReplica: (dir, o) =>
         writeUniWorldReplica(dir, { base: checkBase(o.base), seed: o.seed ?? 0, bases }),
+      // Training continues from the released LoRA: rank 32, alpha 64 on the Edit-R1 targets, the bases' default
+      // LoRA, so the full-size plan is the base's (the LoRA file is not read).
+      loadShapePolicy: async (options = {}) => {
+        const b = checkBase(options.base);
+        const plan = bases[b].cli.loadShapePolicy;
+        if (!plan) throw new Error(`base "${b}" ships no tensor shapes to plan with`);
+        const { lora: _lora, ...rest } = baseOptions(options);
+        return plan(rest);
+      },
     },
     loadEditor: async (options = {}) => {
       const b = checkBase(options.base);

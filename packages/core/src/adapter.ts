@@ -3,7 +3,7 @@ import type { TrainablePolicy } from "./trainable-policy.js";
 import type { TrainConfigInput } from "./trainer.js";
 import { type Editor, INTERFACE_VERSION } from "./types.js";
 
-export type Device = "cpu" | "cuda";
+export type Device = "cpu" | "cuda" | "webgpu";
 
 /** Compute dtypes an adapter's transformer can run in (weights of other dtypes are cast inside the graph). */
 export type ComputeDtype = "float32" | "float16" | "bfloat16";
@@ -91,6 +91,13 @@ export interface AdapterCli {
    * there.
    */
   downloads?(options: { base?: string }): readonly { repo: string; patterns?: readonly string[] }[];
+  /**
+   * The trainable policy `loadPolicy(options)` would make for the full-size model, built on the checkpoint's
+   * tensor shapes shipped with the adapter instead of its weights, so `edit-r1 plan` answers without a
+   * download. Its graphs can be built and planned, never run. `recompute`: gradient checkpointing per
+   * transformer block in the graphs.
+   */
+  loadShapePolicy?(options: AdapterLoadOptions & { recompute?: boolean }): Promise<TrainablePolicy>;
 }
 
 /**

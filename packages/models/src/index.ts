@@ -132,6 +132,13 @@ export {
   writeShardedSafetensors,
 } from "./replica-weights.js";
 export { openSafetensorsWeights, safetensorsWeightSource } from "./safetensors-weights.js";
+export {
+  readShapeManifest,
+  SHAPE_ONLY_FILE,
+  type ShapeManifest,
+  shapeManifestBytes,
+  shapeOnlyWeightSource,
+} from "./shape-manifest.js";
 export { buildT5Encoder, type T5EncoderOptions, t5RelativePositionBuckets } from "./t5-encoder.js";
 export { parseT5EncoderConfig, type T5EncoderConfig } from "./t5-encoder-config.js";
 export {
