@@ -90,7 +90,7 @@ export class RolloutWorker {
     const t0 = performance.now();
     const { spec, job: rollout } = job.data;
     const loaded = await this.policyFor(spec);
-    const params = await this.versionFor(this.options.store ?? job.data.store, rollout.version);
+    const params = await this.versionFor(job.data.run, this.options.store ?? job.data.store, rollout.version);
     const loadedRequests = await Promise.all(rollout.promptIndices.map((i) => loaded.prompts.get(i)));
     const requests = jobRequests(rollout, (i) => loadedRequests[rollout.promptIndices.indexOf(i)]!);
     const batch = await runRollout(loaded.policy, loaded.sampler, requests, rollout.noise, params);
@@ -114,8 +114,9 @@ export class RolloutWorker {
     return p;
   }
 
-  private versionFor(store: string, version: number): Promise<ParamSet> {
-    const key = `${store}#${version}`;
+  private versionFor(run: string, store: string, version: number): Promise<ParamSet> {
+    // Keyed by the trainer session too: another run writing to the same store reuses version numbers.
+    const key = `${run}#${store}#${version}`;
     let p = this.versions.get(key);
     if (!p) {
       p = openVersionStore(store).read(version);
