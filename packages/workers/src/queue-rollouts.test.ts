@@ -65,6 +65,7 @@ function progressTo(onLine: (line: string) => void): NodeJS.WritableStream {
 
 async function runTraining(options: {
   steps: number;
+  seed?: number;
   lag?: number;
   rollouts?: RolloutExecutor;
   outDir?: string;
@@ -77,7 +78,12 @@ async function runTraining(options: {
     reward: new ToyRegionReward(),
     prompts: toyPrompts,
     outDir: options.outDir ?? tempDir(),
-    config: { ...config, steps: options.steps, rolloutLag: options.lag ?? 0 },
+    config: {
+      ...config,
+      steps: options.steps,
+      rolloutLag: options.lag ?? 0,
+      seed: options.seed ?? config.seed,
+    },
     progress: options.onLine ? progressTo(options.onLine) : null,
     ...(options.rollouts ? { rollouts: options.rollouts } : {}),
     ...(options.resume ? { resume: true } : {}),
@@ -87,11 +93,11 @@ async function runTraining(options: {
 /** The numbers of a run, without timings and executor counters. */
 const numbers = (metrics: StepMetrics[]) => metrics.map(({ time: _t, rollouts: _r, ...rest }) => rest);
 
-async function openRollouts(url: string, extra: { redisTimeoutS?: number } = {}) {
+async function openRollouts(url: string, extra: { redisTimeoutS?: number; storeDir?: string } = {}) {
   return QueueRollouts.open({
     location: parseQueueUrl(url),
     spec: toySpec,
-    store: new FolderVersionStore(join(tempDir(), "versions")),
+    store: new FolderVersionStore(extra.storeDir ?? join(tempDir(), "versions")),
     progressEveryS: 3600,
     ...extra,
   });
@@ -162,6 +168,19 @@ describe("QueueRollouts with rollout workers on a real redis-server", () => {
       expect(workers[0]!.jobsDone).toBeGreaterThan(0);
       expect(workers[1]!.jobsDone).toBeGreaterThan(0);
     }
+  }, 60_000);
+
+  it("a worker serving two runs that share a version store uses each run's own versions", async () => {
+    const url = freshQueue();
+    const worker = inProcessWorker(url);
+    await worker.ready();
+    const storeDir = join(tempDir(), "shared-versions");
+    await runTraining({ steps: 3, rollouts: await openRollouts(url, { storeDir }) });
+    // Another seed: the same version numbers hold other parameters from step 1 on.
+    const second = await runTraining({ steps: 3, seed: 6, rollouts: await openRollouts(url, { storeDir }) });
+    const here = await runTraining({ steps: 3, seed: 6 });
+    await worker.close();
+    expect(numbers(second.metrics)).toEqual(numbers(here.metrics));
   }, 60_000);
 
   it("a worker killed mid-job: its job runs again on the other worker and the run is unchanged", async () => {
