@@ -8,7 +8,7 @@ import { EditR1Error } from "./errors.js";
 import { Graph } from "./graph.js";
 import { evaluate } from "./interpret.js";
 import { lower } from "./lower.js";
-import { CudaUnavailableError, FeedError, RuntimeError } from "./runtime.js";
+import { CudaUnavailableError, FeedError, RuntimeError, WebGpuUnavailableError } from "./runtime.js";
 import { parseSafetensorsHeader } from "./safetensors-header.js";
 
 const dirs: string[] = [];
@@ -69,7 +69,12 @@ describe("EditR1Error", () => {
       [
         new CudaUnavailableError("libcudart missing"),
         "CudaUnavailableError",
-        /ONNXRUNTIME_NODE_INSTALL=cuda12/,
+        /ONNXRUNTIME_NODE_INSTALL=cuda12 .*onnxruntime-node 1\.30\.\d+ downloads a build for CUDA 13\.x and cuDNN 9\.x/,
+      ],
+      [
+        new WebGpuUnavailableError("No supported adapters"),
+        "WebGpuUnavailableError",
+        /needs a Vulkan loader .*\(No supported adapters\).*scripts\/ensure-vulkan\.sh.*libvulkan1 and mesa-vulkan-drivers/,
       ],
     ];
     for (const [err, name, message] of cases) {

@@ -59,12 +59,14 @@ export {
   onnxruntimeInstall,
   type ProviderProbe,
   probeProvider,
+  WEBGPU_INSTALL_HINT,
 } from "./providers.js";
 export {
   type CompileOptions,
   CudaUnavailableError,
   closeDefaultRuntime,
   compile,
+  DEVICES,
   type Device,
   defaultRuntime,
   FeedError,
@@ -74,6 +76,7 @@ export {
   Session,
   type SessionOptions,
   type TensorData,
+  WebGpuUnavailableError,
 } from "./runtime.js";
 export { openSafetensors, SafetensorsCheckpoint } from "./safetensors-checkpoint.js";
 export {

@@ -247,6 +247,15 @@ export async function nvidiaSmi(timeoutMs = 15_000): Promise<NvidiaSmiReport | u
 /** The command that fetches onnxruntime-node's CUDA provider (the install script's manifest is named "cuda12" whatever CUDA it links). */
 export const CUDA_INSTALL_COMMAND = "ONNXRUNTIME_NODE_INSTALL=cuda12 pnpm rebuild onnxruntime-node";
 
+/**
+ * How to give onnxruntime-node's bundled WebGPU provider an adapter on Linux: a Vulkan loader and driver (with no
+ * GPU, Mesa's software driver lavapipe).
+ */
+export const WEBGPU_INSTALL_HINT =
+  "Install a Vulkan loader and driver: as root, `scripts/ensure-vulkan.sh` from the edit-r1 repository does it " +
+  "(apt packages libvulkan1 and mesa-vulkan-drivers; on Debian 12 from bookworm-backports, since Dawn refuses the " +
+  "lavapipe of bookworm's own Mesa 22.3), or install your GPU vendor's driver, which brings its Vulkan driver";
+
 /** The CUDA and cuDNN majors the CUDA provider of an onnxruntime release is built for, and where that is stated. */
 export interface CudaRequirements {
   cuda: number;

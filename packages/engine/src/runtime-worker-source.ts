@@ -5,7 +5,7 @@
  * `workerData.ortPath` (an eval'd worker would otherwise resolve modules from the process cwd).
  *
  * Protocol (one message in, one message out, matched by `id`):
- *   { id, type: "create", sid, bytes, options, cuda }              → { id, ok, result: { inputs, outputs } }
+ *   { id, type: "create", sid, bytes, options, device }            → { id, ok, result: { inputs, outputs } }
  *   { id, type: "run", sid, hid, feeds: {name: {type,data,dims}} } → { id, ok, result: {name: data}, inputs }
  *   { id, type: "keep", sid, hid, feeds }                          → { id, ok }
  *   { id, type: "forget", sid, hid, names | null }                 → { id, ok }
@@ -27,6 +27,11 @@ const sessions = new Map();
 
 function cudaMissing(message) {
   return /providers_shared|providers_cuda|cudnn|cublas|libcuda|cuda.*(not|fail)|backend not found/i.test(message);
+}
+
+// Dawn found no adapter (no Vulkan loader, no driver, or a driver it refuses), or could not load Vulkan.
+function webgpuMissing(message) {
+  return /adapter_result|WebGPU adapter|No supported adapters|libvulkan|vulkan/i.test(message);
 }
 
 function live(sid) {
@@ -53,9 +58,17 @@ async function handle(msg) {
         session = await ort.InferenceSession.create(msg.bytes, msg.options);
       } catch (e) {
         const message = String(e && e.message || e);
-        if (msg.cuda && cudaMissing(message)) {
-          const err = new Error(message);
-          err.name = "CudaUnavailableError";
+        const unavailable =
+          msg.device === "cuda" && cudaMissing(message)
+            ? "CudaUnavailableError"
+            : msg.device === "webgpu" && webgpuMissing(message)
+              ? "WebGpuUnavailableError"
+              : undefined;
+        if (unavailable) {
+          // Dawn's own words, without onnxruntime's source location and function signature.
+          const dawn = /Failed to get a WebGPU adapter[^\\n]*/.exec(message);
+          const err = new Error(dawn ? dawn[0].trim() : message);
+          err.name = unavailable;
           throw err;
         }
         throw e;

@@ -4,7 +4,14 @@ import { Worker } from "node:worker_threads";
 import { type DType, numel } from "./dtype.js";
 import { EditR1Error } from "./errors.js";
 import type { Graph, Tensor } from "./graph.js";
+import { summarizeUncovered, uncoveredNodes } from "./kernels.js";
 import { type LoweredModel, lower, type ValueSpec } from "./lower.js";
+import {
+  CUDA_INSTALL_COMMAND,
+  cudaRequirements,
+  onnxruntimeInstall,
+  WEBGPU_INSTALL_HINT,
+} from "./providers.js";
 import { WORKER_SOURCE } from "./runtime-worker-source.js";
 
 /** Typed arrays that cross the runtime boundary, one per dtype onnxruntime-node supports for I/O. */
@@ -24,20 +31,58 @@ export class FeedError extends RuntimeError {
 export class CudaUnavailableError extends RuntimeError {
   override name = "CudaUnavailableError";
   constructor(detail: string) {
+    const version = installedOnnxruntimeVersion();
+    const need = version ? cudaRequirements(version) : undefined;
     super(
       "device 'cuda' needs onnxruntime-node's CUDA execution provider, which is not installed or cannot load " +
-        `(${detail}). Install it with \`ONNXRUNTIME_NODE_INSTALL=cuda12 pnpm rebuild onnxruntime-node\` ` +
-        "(needs CUDA 12.x and cuDNN 9.x on the library path), or use device 'cpu'.",
+        `(${detail}). Install it with \`${CUDA_INSTALL_COMMAND}\`` +
+        (need
+          ? ` (onnxruntime-node ${version} downloads a build for CUDA ${need.cuda}.x and cuDNN ${need.cudnn}.x, whose lib folders must be on LD_LIBRARY_PATH)`
+          : " (then the CUDA and cuDNN lib folders must be on LD_LIBRARY_PATH)") +
+        "; `edit-r1 doctor` says what is missing. Or use device 'cpu'.",
     );
   }
 }
 
-export type Device = "cpu" | "cuda";
+/** The WebGPU execution provider (bundled with onnxruntime-node, Dawn over Vulkan) found no GPU adapter. */
+export class WebGpuUnavailableError extends RuntimeError {
+  override name = "WebGpuUnavailableError";
+  constructor(detail: string) {
+    super(
+      `device 'webgpu' needs a Vulkan loader and driver, and onnxruntime-node's WebGPU provider found no adapter (${detail}). ` +
+        `${WEBGPU_INSTALL_HINT}; \`edit-r1 doctor\` checks it. Or use device 'cpu'.`,
+    );
+  }
+}
+
+function installedOnnxruntimeVersion(): string | undefined {
+  try {
+    return onnxruntimeInstall().version;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Where sessions run: `cpu` (onnxruntime's CPU provider), `cuda` (its CUDA provider, installed separately) or
+ * `webgpu` (its bundled WebGPU provider: Dawn over Vulkan, Metal or D3D12; on a machine without a GPU, Mesa's
+ * software Vulkan driver).
+ */
+export type Device = "cpu" | "cuda" | "webgpu";
+
+/** The devices `Device` names, in that order. */
+export const DEVICES: readonly Device[] = ["cpu", "cuda", "webgpu"];
 
 export interface SessionOptions {
   device?: Device;
   /** CUDA device ordinal (default 0). */
   deviceId?: number;
+  /**
+   * On `cuda` and `webgpu`: whether nodes the provider has no kernel for may run on the CPU provider instead
+   * (onnxruntime's default, true; each such node costs copies between device and host). With false, opening a
+   * graph with such nodes fails, naming them from the kernel table (`KERNEL_TABLE`).
+   */
+  cpuFallback?: boolean;
   /** Intra-op threads; onnxruntime's default (all cores) when omitted. */
   threads?: number;
   /**
@@ -158,7 +203,11 @@ class WorkerHost {
       else {
         const { name, message } = m.error!;
         p.reject(
-          name === "CudaUnavailableError" ? new CudaUnavailableError(message) : new RuntimeError(message),
+          name === "CudaUnavailableError"
+            ? new CudaUnavailableError(message)
+            : name === "WebGpuUnavailableError"
+              ? new WebGpuUnavailableError(message)
+              : new RuntimeError(message),
         );
       }
     });
@@ -248,7 +297,7 @@ export class Runtime {
 
   /** Lowers `graph` and opens (or reuses) a session computing `options.outputs`. */
   async compile(graph: Graph, options: CompileOptions): Promise<Session> {
-    return this.open(lower(graph, { outputs: options.outputs }), options);
+    return this.open(lower(graph, { outputs: options.outputs, provider: options.device ?? "cpu" }), options);
   }
 
   /** Opens (or reuses) a session over an already lowered model. */
@@ -265,7 +314,7 @@ export class Runtime {
     const key = createHash("sha256").update(model.bytes).update(JSON.stringify(ortOptions)).digest("hex");
     let entry = this.cache.get(key);
     if (!entry) {
-      entry = this.create(key, model, ortOptions, options.device === "cuda");
+      entry = this.create(key, model, ortOptions, options.device ?? "cpu");
       this.cache.set(key, entry);
       entry.catch(() => this.cache.delete(key));
     }
@@ -278,17 +327,17 @@ export class Runtime {
     key: string,
     model: LoweredModel,
     ortOptions: Record<string, unknown>,
-    cuda: boolean,
+    device: Device,
   ): Promise<SharedSession> {
     const host = this.pickHost();
     host.sessions++;
     const sid = this.nextSid++;
     const bytes = model.bytes.slice();
     try {
-      await host.request({ type: "create", sid, bytes, options: ortOptions, cuda }, [bytes.buffer]);
+      await host.request({ type: "create", sid, bytes, options: ortOptions, device }, [bytes.buffer]);
     } catch (e) {
       host.sessions--;
-      throw e;
+      throw withUncoveredNodes(e, model, device);
     }
     return { key, host, sid, refs: 0, model, staging: new Map(), stagingAllocations: 0, released: false };
   }
@@ -324,10 +373,17 @@ function sessionOptions(model: LoweredModel, o: SessionOptions): Record<string, 
     session["intra_op.allow_spinning"] = "0";
     session["inter_op.allow_spinning"] = "0";
   }
+  if (o.cpuFallback === false && o.device !== undefined && o.device !== "cpu")
+    session.disable_cpu_ep_fallback = "1";
   const extra: Record<string, Record<string, string>> = { session };
   if (!folding) extra.optimization = { disable_specified_optimizers: "ConstantFolding" };
   const options: Record<string, unknown> = {
-    executionProviders: o.device === "cuda" ? [{ name: "cuda", deviceId: o.deviceId ?? 0 }] : ["cpu"],
+    executionProviders:
+      o.device === "cuda"
+        ? [{ name: "cuda", deviceId: o.deviceId ?? 0 }]
+        : o.device === "webgpu"
+          ? [{ name: "webgpu" }]
+          : ["cpu"],
     graphOptimizationLevel: o.optimizationLevel ?? "all",
     extra,
   };
@@ -338,6 +394,24 @@ function sessionOptions(model: LoweredModel, o: SessionOptions): Record<string, 
   }
   if (!memoryPattern) options.enableMemPattern = false;
   return options;
+}
+
+/**
+ * A session that failed because nodes would have run on the CPU with CPU fallback disabled: the error names
+ * them, as the kernel table sees them (onnxruntime's own message does not).
+ */
+function withUncoveredNodes(e: unknown, model: LoweredModel, device: Device): unknown {
+  if (
+    device === "cpu" ||
+    !(e instanceof RuntimeError) ||
+    !/fallback to CPU EP has been explicitly disabled/.test(e.message)
+  )
+    return e;
+  const uncovered = summarizeUncovered(uncoveredNodes(model.nodes, device));
+  return new RuntimeError(
+    `${e.message} ${uncovered.length ? `Nodes without a ${device} kernel (kernel table): ${uncovered.join("; ")}.` : `The kernel table lists no ${device} gap in this graph; onnxruntime placed some node on the CPU anyway.`} ` +
+      "Open it with cpuFallback: true to let those nodes run on the CPU.",
+  );
 }
 
 /** A compiled graph living in a worker. `run` is safe to call concurrently (calls queue in the worker). */
