@@ -183,7 +183,7 @@ export const adapter: Adapter = {
     maxSourceImages: 1,
     loraTargets: EDIT_R1_LORA_TARGETS,
     dtypes: ["float32"],
-    devices: ["cpu", "cuda"],
+    devices: ["cpu", "cuda", "webgpu"],
     trainable: true,
   },
   cli: {

@@ -24,6 +24,8 @@ describe("edit-r1 doctor", () => {
       }
     }
     expect(text).toMatch(/^usable: .*--device cpu/m);
+    // A provider that loads is a device the runtime takes.
+    if (c.out.some((l) => /^ {2}webgpu +loads$/.test(l))) expect(text).toMatch(/^usable: .*--device webgpu/m);
   });
 
   it("--json: the same report as data; without the CUDA provider, cuda's fix is the install command", async () => {

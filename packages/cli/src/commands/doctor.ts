@@ -9,6 +9,7 @@ import {
   onnxruntimeInstall,
   type ProviderProbe,
   probeProvider,
+  WEBGPU_INSTALL_HINT,
 } from "@edit-r1/engine";
 import type { CommandContext } from "../context.js";
 
@@ -23,9 +24,8 @@ export interface DoctorReport {
   fixes: string[];
 }
 
-const VULKAN_FIX =
-  "install a Vulkan loader and driver: `sudo apt-get install libvulkan1 mesa-vulkan-drivers` (software Vulkan: Debian 12 needs " +
-  "Mesa ≥ 25 from bookworm-backports; Mesa 22.3's lavapipe is refused) or the GPU vendor's driver, which brings its Vulkan driver";
+/** The engine's hint, starting lower-case as the other fixes do. */
+const VULKAN_FIX = WEBGPU_INSTALL_HINT.charAt(0).toLowerCase() + WEBGPU_INSTALL_HINT.slice(1);
 
 /**
  * `edit-r1 doctor`: which execution providers load here (a one-node session on each: cpu, webgpu, cuda), the CUDA
@@ -88,11 +88,9 @@ export async function doctor(ctx: CommandContext): Promise<number> {
     ctx.out("GPU: none seen (nvidia-smi is not installed or failed)");
   }
   const ok = providers.filter((p) => p.loads).map((p) => p.provider);
-  // The runtime takes --device cpu|cuda; a WebGPU provider that loads is reported, not yet usable as a device.
-  const devices = ok.filter((p) => p !== "webgpu");
   ctx.out(
-    devices.length
-      ? `usable: ${devices.map((p) => `--device ${p}`).join(", ")}${ok.includes("webgpu") ? " (webgpu loads, but the runtime does not take --device webgpu yet)" : ""}`
+    ok.length
+      ? `usable: ${ok.map((p) => `--device ${p}`).join(", ")}`
       : "usable: nothing; not even the CPU provider loads (reinstall: pnpm install --force)",
   );
   return ok.includes("cpu") ? 0 : 1;
