@@ -52,6 +52,7 @@ export function createFluxKontextAdapter(settings: FluxKontextAdapterSettings = 
       dtypes: ["float32", "float16"],
       devices: ["cpu", "cuda"],
       trainable: true,
+      recompute: true,
     },
     cli: {
       description: "FLUX.1-Kontext-dev (12B, distilled guidance), diffusers or BFL transformer layout",
@@ -100,6 +101,7 @@ export function createFluxKontextAdapter(settings: FluxKontextAdapterSettings = 
       const policyOptions: LoadFluxKontextPolicyOptions = {
         ...shared(options),
         ...policyTrainingOptions(options, settings),
+        ...(options.recompute ? { recompute: true } : {}),
       };
       return loadFluxKontextPolicy(policyOptions);
     },

@@ -51,6 +51,12 @@ export interface LoadFluxKontextPolicyOptions extends OpenFluxKontextOptions, Po
   truncateInstructions?: boolean;
   /** The trainable LoRA. Ignored when `initialLora` is given (its rank, alpha and modules are used). */
   lora?: FluxKontextLoraSettings;
+  /**
+   * Gradient checkpointing per transformer block in the fused training graph: each double and single block's
+   * interior is recomputed in the backward pass, so only the blocks' outputs stay alive (the same regions
+   * `edit-r1 plan --recompute` plans). The loss and gradients are the same as without.
+   */
+  recompute?: boolean;
 }
 
 /** FLUX.1-Kontext as a TrainablePolicy, with the base editor that encodes its conditions and decodes its latents. */
@@ -106,10 +112,15 @@ export async function loadFluxKontextPolicy(
   });
   try {
     editor.checkWeights();
-    const policyOptions = await graphPolicyOptions(options);
+    // Checkpointing is per block inside the velocity graph, not one region around the whole of v_θ.
+    const policyOptions = await graphPolicyOptions({ ...options, recompute: false });
+    const bucketOptions: KontextBucketOptions = {
+      dtype: options.dtype,
+      ...(options.recompute ? { recompute: true } : {}),
+    };
 
     const bucketOf = (grid: readonly [number, number], textTokens: number): GraphBucket =>
-      kontextBucket(transformer, model.scheduler, settings, grid, textTokens, { dtype: options.dtype });
+      kontextBucket(transformer, model.scheduler, settings, grid, textTokens, bucketOptions);
     const grid = [height / vaeFactor, width / vaeFactor] as const;
     const bucketKey = `${width}x${height}`;
     const policy = createGraphPolicy(

@@ -57,6 +57,7 @@ export function createQwenImageEditAdapter(settings: QwenImageEditAdapterSetting
       dtypes: ["float32", "float16"],
       devices: ["cpu", "cuda"],
       trainable: true,
+      recompute: true,
     },
     cli: {
       description: "Qwen-Image-Edit v1 / 2509 / 2511 (20B MMDiT, Qwen2.5-VL-7B encoder, true CFG)",
@@ -124,6 +125,7 @@ export function createQwenImageEditAdapter(settings: QwenImageEditAdapterSetting
           ? { conditionImageArea: settings.areas.conditionImageArea }
           : {}),
         ...(settings.maxTextTokens !== undefined ? { maxTextTokens: settings.maxTextTokens } : {}),
+        ...(options.recompute ? { recompute: true } : {}),
       };
       return loadQwenImageEditPolicy(policyOptions);
     },

@@ -34,6 +34,12 @@ export interface LoadQwenImageEditPolicyOptions extends ResolveOptions, PolicyTr
    * include the VLM's image tokens: a 384² source alone is 196.
    */
   maxTextTokens?: number;
+  /**
+   * Gradient checkpointing per transformer block in the fused training graph: each block's interior is
+   * recomputed in the backward pass, so only the blocks' outputs stay alive (the same regions
+   * `edit-r1 plan --recompute` plans). The loss and gradients are the same as without.
+   */
+  recompute?: boolean;
 }
 
 /** Qwen-Image-Edit as a TrainablePolicy, with the base editor that encodes its conditions and decodes its latents. */
@@ -79,12 +85,14 @@ export async function loadQwenImageEditPolicy(
           `(the VAE's factor ${editor.vaeScale} times the 2×2 token packing), e.g. 512×512`,
       );
     const { config } = model.transformer;
-    const policyOptions = await graphPolicyOptions(options);
+    // Checkpointing is per block inside the velocity graph, not one region around the whole of v_θ.
+    const policyOptions = await graphPolicyOptions({ ...options, recompute: false });
     const target: QwenImageShape = [1, height / multiple, width / multiple];
 
     const bucketOf = (shapes: readonly QwenImageShape[], textTokens: number): GraphBucket =>
       qwenImageEditBucket(model.transformer, model.scheduler, settings.steps, shapes, textTokens, {
         dtype: options.dtype,
+        ...(options.recompute ? { recompute: true } : {}),
       });
     /** [target, ...each source's VAE-latent shape] for a request. */
     const shapesOf = (request: EditRequest): QwenImageShape[] => [

@@ -62,7 +62,10 @@ export interface LoadTinyPolicyOptions {
   rolloutSteps?: number;
   /** Static time shift of the rollout schedule. Default TINY_DEFAULT_SHIFT. */
   shift?: number;
-  /** Gradient checkpointing of v_θ in the training graph. Default false (the model is small). */
+  /**
+   * Gradient checkpointing per transformer block in the training graph (each block's interior recomputed in the
+   * backward pass; the same loss and gradients). Default false (the model is small).
+   */
   recompute?: boolean;
 }
 
@@ -126,6 +129,7 @@ export async function loadTinyPolicy(options: LoadTinyPolicyOptions = {}): Promi
         { xt, t, context: cond.context!, text: cond.text! },
         {
           ...(options.dtype ? { dtype: options.dtype } : {}),
+          ...(options.recompute ? { recompute: true } : {}),
           ...(l
             ? {
                 lora: {
@@ -160,7 +164,6 @@ export async function loadTinyPolicy(options: LoadTinyPolicyOptions = {}): Promi
       initSeed: options.initSeed ?? 0,
       ...(options.device ? { device: options.device } : {}),
       ...(options.threads !== undefined ? { threads: options.threads } : {}),
-      ...(options.recompute ? { recompute: true } : {}),
     },
   );
   return Object.assign(policy, {
@@ -185,6 +188,7 @@ export const adapter: Adapter = {
     dtypes: ["float32"],
     devices: ["cpu", "cuda", "webgpu"],
     trainable: true,
+    recompute: true,
   },
   cli: {
     description: `the embedded default: a tiny FLUX-Kontext-architecture editor of ${TINY_IMAGE_SIZE}×${TINY_IMAGE_SIZE} shapes-world images (weights ship with the package)`,
@@ -233,6 +237,7 @@ export const adapter: Adapter = {
       ...(options.loraConfig ? { lora: options.loraConfig } : {}),
       ...(options.steps !== undefined ? { rolloutSteps: options.steps } : {}),
       ...(options.dtype ? { dtype: options.dtype } : {}),
+      ...(options.recompute ? { recompute: true } : {}),
     });
   },
   trainDefaults: {

@@ -55,6 +55,8 @@ export function createUniWorldAdapter(settings: UniWorldAdapterSettings = {}): A
       dtypes: ["float32", "float16"],
       devices: ["cpu", "cuda"],
       trainable: true,
+      // Both bases checkpoint per block; the option passes through to the base's policy.
+      recompute: true,
       bases: UNIWORLD_BASES,
       builtInLora: true,
     },

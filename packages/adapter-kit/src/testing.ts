@@ -4,6 +4,7 @@ import { join } from "node:path";
 import {
   type Adapter,
   type AdapterLoadOptions,
+  type BuiltGraph,
   checkAdapter,
   DEFAULT_NFT_SETTINGS,
   type Editor,
@@ -15,6 +16,7 @@ import {
   requestWithSources,
   type TrainablePolicy,
 } from "@edit-r1/core";
+import { planMemory } from "@edit-r1/engine";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 /** What `describeAdapterContract` checks an adapter with. */
@@ -267,6 +269,52 @@ export function describeAdapterContract(subject: AdapterContractSubject): void {
       expect(imageDiff(tuned!, base!)).toBeGreaterThan(1);
       expect(imageDiff(scaled!, doubled!)).toBeLessThanOrEqual(1);
       expect(imageDiff(scaled!, tuned!)).toBeGreaterThan(1);
+    });
+
+    it("checkpoints per block where it declares it: the same loss and gradients, fewer activations alive", async () => {
+      const recompute = { ...options, recompute: true };
+      if (!adapter.capabilities.recompute) {
+        expect(() => checkAdapter(adapter, recompute, "train")).toThrow(/cannot checkpoint/);
+        return;
+      }
+      expect(() => checkAdapter(adapter, recompute, "train")).not.toThrow();
+      const checkpointed = await adapter.loadPolicy!(recompute);
+      try {
+        const theta = withRandomB(policy.initialParameters(), 5);
+        const old = withRandomB(policy.initialParameters(), 6);
+        const B = requests.length;
+        const D = policy.latentSize(requests[0]!);
+        const sigmas = policy.sigmas(requests);
+        const rng = new Rng(8);
+        const batch = {
+          requests,
+          x0: rng.normals(B * D),
+          noise: rng.normals(B * D),
+          t: Float64Array.from({ length: B }, (_, i) => sigmas[1 + (i % (sigmas.length - 2))]!),
+          advantages: Float64Array.from({ length: B }, (_, i) => (i % 2 ? -0.9 : 1.1)),
+          validMask: new Uint8Array(B).fill(1),
+          settings: DEFAULT_NFT_SETTINGS,
+        };
+        const plain = await policy.lossAndGradients(batch, theta, old);
+        const ckpt = await checkpointed.lossAndGradients(batch, theta, old);
+        expect(plain.klLoss).toBeGreaterThan(0);
+        // The same ops on the same values; only onnxruntime's scheduling of a differently shaped graph may differ.
+        expect(Math.abs(ckpt.loss - plain.loss)).toBeLessThanOrEqual(tolerance * Math.abs(plain.loss));
+        expect(Math.abs(ckpt.klLoss - plain.klLoss)).toBeLessThanOrEqual(tolerance * plain.klLoss);
+        expect(Object.keys(ckpt.gradients).sort()).toEqual(Object.keys(plain.gradients).sort());
+        for (const [k, g] of Object.entries(plain.gradients))
+          expect(relativeL2(ckpt.gradients[k]!, g), k).toBeLessThanOrEqual(tolerance);
+        // Where the policy exposes its graphs, the checkpointed training step keeps fewer activations alive.
+        type Graphs = { graphs?(r: EditRequest, n?: number): { training: BuiltGraph } };
+        const graphsOf = (p: unknown) => (p as Graphs).graphs?.bind(p);
+        const [a, b] = [graphsOf(policy), graphsOf(checkpointed)];
+        if (a && b) {
+          const peak = (g: BuiltGraph) => planMemory(g.graph, g.outputs).peakActivationBytes;
+          expect(peak(b(requests[0]!, B).training)).toBeLessThan(peak(a(requests[0]!, B).training));
+        }
+      } finally {
+        await (checkpointed as { dispose?(): Promise<void> }).dispose?.();
+      }
     });
 
     it("decodes latents to images of its bucket", async () => {

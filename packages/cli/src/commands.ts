@@ -27,7 +27,7 @@ export const COMMANDS: readonly Command[] = [
     name: "train",
     summary: "post-train an adapter with Edit-R1 (DiffusionNFT + judge reward)",
     usage:
-      "edit-r1 train [--adapter tiny] [--config run.json] [--data train.jsonl] [--reward <spec>] [--steps N] [--out runs/x] [--resume] [--seed N] [--no-bench] [--workers redis://host:port] [--rollout-lag N] [--store DIR] [adapter flags]",
+      "edit-r1 train [--adapter tiny] [--config run.json] [--data train.jsonl] [--reward <spec>] [--steps N] [--out runs/x] [--resume] [--seed N] [--no-bench] [--workers redis://host:port] [--rollout-lag N] [--store DIR] [--recompute] [adapter flags]",
     options: {
       ...adapterFlags,
       config: { type: "string" },
@@ -40,6 +40,7 @@ export const COMMANDS: readonly Command[] = [
       workers: { type: "string" },
       "rollout-lag": { type: "string" },
       store: { type: "string" },
+      recompute: { type: "boolean" },
     },
     run: async (ctx) => (await import("./commands/train.js")).train(ctx),
   },

@@ -50,6 +50,10 @@ const BY_COMMAND: Readonly<Record<string, Readonly<Record<string, FlagHelp>>>> =
     out: ["dir", "the run folder (default runs/<adapter>-<time>); must not hold checkpoints unless --resume"],
     resume: [undefined, "continue the run in --out from its newest checkpoint"],
     "no-bench": [undefined, "skip the benchmark before and after training"],
+    recompute: [
+      undefined,
+      "gradient checkpointing per transformer block (same loss and gradients, less memory, one more forward)",
+    ],
     workers: [
       "redis://host:port",
       "roll out on `edit-r1 worker` processes fed by this Redis queue ([/db][?queue=name]; one trainer per queue)",
@@ -112,7 +116,7 @@ const BY_COMMAND: Readonly<Record<string, Readonly<Record<string, FlagHelp>>>> =
     train: [undefined, "also plan the fused training step"],
     recompute: [
       undefined,
-      "gradient checkpointing per transformer block (full-size shapes only, without --model)",
+      "gradient checkpointing per transformer block (full-size shapes, or --model where the adapter checkpoints)",
     ],
     json: [undefined, "print the plan as JSON"],
   },

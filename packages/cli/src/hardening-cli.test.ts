@@ -87,6 +87,49 @@ describe("usage errors exit 2 naming the flag, checked before anything is writte
     expect(existsSync(join(tmp, "never"))).toBe(false);
   });
 
+  it("--recompute trains with checkpointing per block: the same step metrics as without", async () => {
+    // The group filter off, so the step trains (a group of 2 is often filtered).
+    const config = join(tmp, "unfiltered.json");
+    writeFileSync(
+      config,
+      JSON.stringify({
+        groupSize: 2,
+        promptsPerBatch: 1,
+        rolloutBatches: 1,
+        trainBatchSize: 2,
+        filter: { enabled: false },
+      }),
+    );
+    const runs = [join(tmp, "plain"), join(tmp, "recompute")];
+    const args = (out: string) => [
+      "train",
+      "--steps",
+      "1",
+      "--no-bench",
+      "--config",
+      config,
+      "--out",
+      out,
+      "--seed",
+      "4",
+    ];
+    expect((await run(args(runs[0]!))).code).toBe(0);
+    expect((await run([...args(runs[1]!), "--recompute"])).code).toBe(0);
+    const [plain, ckpt] = runs.map(
+      (dir) =>
+        JSON.parse(readFileSync(join(dir, "metrics.jsonl"), "utf8").trim().split("\n")[0]!) as {
+          loss: number;
+          gradNorm: number;
+        },
+    );
+    expect(plain!.gradNorm).toBeGreaterThan(0);
+    // The recomputed forward runs the same ops on the same values; float32 round-off at most.
+    expect(Math.abs(ckpt!.loss - plain!.loss)).toBeLessThanOrEqual(1e-6 * Math.abs(plain!.loss));
+    expect(Math.abs(ckpt!.gradNorm - plain!.gradNorm)).toBeLessThanOrEqual(1e-5 * plain!.gradNorm);
+    const help = await run(["train", "--help"]);
+    expect(help.out).toMatch(/--recompute +gradient checkpointing per transformer block/);
+  });
+
   it("a bad reward spec, before the run folder or its data are written", async () => {
     for (const [spec, says] of [
       ["bogus:x", /--reward bogus:x: reward kind "bogus" is unknown; known kinds: .*shapes/],

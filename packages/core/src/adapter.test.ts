@@ -57,6 +57,14 @@ describe("checkAdapter", () => {
       /cannot be used for training/,
     );
     expect(() => checkAdapter(trainable, { loraConfig: { rank: 4 } }, "edit")).toThrow(/training option/);
+    expect(() => checkAdapter(trainable, { recompute: true }, "train")).toThrow(
+      /"demo" cannot checkpoint its training graph per block/,
+    );
+    const checkpointing = { ...trainable, capabilities: { ...trainable.capabilities, recompute: true } };
+    expect(() => checkAdapter(checkpointing, { recompute: true }, "train")).not.toThrow();
+    expect(() => checkAdapter(checkpointing, { recompute: true }, "edit")).toThrow(
+      /--recompute\) is a training/,
+    );
     expect(() => checkAdapter(trainable, { lora: "x", loraConfig: { rank: 4 } }, "train")).toThrow(
       /either a LoRA to start from/,
     );

@@ -31,6 +31,8 @@ export interface AdapterCapabilities {
   bases?: readonly string[];
   /** The adapter applies a LoRA of its own when none is given (a released one), so `loraScale` alone is valid. */
   builtInLora?: boolean;
+  /** Its training graph can checkpoint per transformer block (`AdapterLoadOptions.recompute`, --recompute). */
+  recompute?: boolean;
 }
 
 export interface AdapterLoadOptions {
@@ -62,6 +64,12 @@ export interface AdapterLoadOptions {
   loraConfig?: { rank?: number; alpha?: number; targets?: readonly string[] };
   /** Which base model, for adapters that declare `capabilities.bases` (--base). */
   base?: string;
+  /**
+   * Gradient checkpointing per transformer block in the fused training graph (training only; adapters that
+   * declare `capabilities.recompute`): each block's interior is recomputed in the backward pass instead of
+   * kept, so the activation peak is about one block's instead of every block's, for one more forward.
+   */
+  recompute?: boolean;
 }
 
 /** What the command line needs to know about an adapter, so adding one touches no command code. */
@@ -97,7 +105,7 @@ export interface AdapterCli {
    * download. Its graphs can be built and planned, never run. `recompute`: gradient checkpointing per
    * transformer block in the graphs.
    */
-  loadShapePolicy?(options: AdapterLoadOptions & { recompute?: boolean }): Promise<TrainablePolicy>;
+  loadShapePolicy?(options: AdapterLoadOptions): Promise<TrainablePolicy>;
 }
 
 /**
@@ -198,6 +206,12 @@ export function checkAdapter(
       throw new ConfigError(
         `${name}: --lora-alpha ${options.loraAlpha} was given without --lora; name the LoRA it belongs to.`,
       );
+  }
+  if (options.recompute) {
+    if (purpose !== "train")
+      throw new ConfigError(`${name}: gradient checkpointing (--recompute) is a training option.`);
+    if (!caps.recompute)
+      throw new ConfigError(`${name} cannot checkpoint its training graph per block; drop --recompute.`);
   }
   if (purpose === "train" && options.loraScale !== undefined && options.loraScale !== 1)
     throw new ConfigError(

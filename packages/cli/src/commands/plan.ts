@@ -67,7 +67,7 @@ type PlannablePolicy = TrainablePolicy & {
  * walks each: weights as stored, cast copies and folded constants, feeds, and the peak of live activations
  * (`planMemory`). Without `--model`, an adapter that ships its full-size checkpoint's tensor shapes
  * (`cli.loadShapePolicy`) is planned at full size with no weights on the machine; `--recompute` plans
- * gradient checkpointing per transformer block. The runtime's own memory (onnxruntime, Node, thread pools,
+ * gradient checkpointing per transformer block (also with `--model`, for adapters that declare it). The runtime's own memory (onnxruntime, Node, thread pools,
  * a CUDA context) is not included.
  */
 export async function plan(ctx: CommandContext): Promise<number> {
@@ -87,10 +87,12 @@ export async function plan(ctx: CommandContext): Promise<number> {
     source: grey(width, height),
   };
   const loadShapes = options.model === undefined ? adapter.cli.loadShapePolicy : undefined;
-  if (recompute && !loadShapes)
+  // With --model the adapter's own policy plans it, which it can where it declares per-block checkpointing.
+  if (recompute && !loadShapes && !adapter.capabilities.recompute)
     throw new UsageError(
-      `--recompute is planned on an adapter's shipped full-size shapes (without --model); adapter "${name}"` +
-        (options.model === undefined ? " ships none" : " was given --model"),
+      `--recompute is planned on an adapter's shipped full-size shapes (without --model) or by an adapter ` +
+        `that checkpoints per block; adapter "${name}"` +
+        (options.model === undefined ? " ships no shapes and does not" : " was given --model and does not"),
     );
   const loadOptions = { ...options, resolution: [width, height] as const };
   const policy = (await (loadShapes
