@@ -100,6 +100,14 @@ describe("gradient graphs through onnxruntime (float32) vs the interpreter (floa
     });
   });
 
+  it("Pad (ONNX order, a non-zero fill) and slices on several axes, whose gradients are Pads", async () => {
+    await crossCheck({ x: [3, 10, 4] }, ({ x }) => {
+      const padded = o.pad(x!, [1, 0, 2, 0, 3, 1], 0.25);
+      const cut = o.slice(padded, [0, 2, 1], [3, 11, 6], [0, 1, 2], [1, 2, 1]);
+      return o.reduceSum(o.mul(cut, o.tanh(cut)));
+    });
+  });
+
   it("a recompute-marked stack gives the same gradients through onnxruntime", async () => {
     await crossCheck({ x: [4, 6], w: [6, 6] }, ({ x, w }, g) => {
       let h = x!;

@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { grad, RECOMPUTE_OF_ATTR } from "./autodiff.js";
 import { Graph, GraphError, type Tensor } from "./graph.js";
 import { evaluate } from "./interpret.js";
+import { planMemory } from "./memory-plan.js";
 import * as o from "./ops.js";
 import { gradCheck, type InputSpec } from "./test-gradcheck.js";
 
@@ -127,6 +128,31 @@ describe("VJP rules vs central differences (float64 interpreter, rtol 1e-6)", ()
     expectClose({ x: { shape: [4, 9] } }, ({ x }) => o.slice(x!, [-3, 1], [100, -1], [0, 1], [1, 3]));
     expectClose({ x: { shape: [10] } }, ({ x }) => o.slice(x!, [2], [10], [0], [4]));
     expectClose({ x: { shape: [3, 5] } }, ({ x }) => o.slice(x!, [1], [3], [1]));
+  });
+  it("Pad in constant mode, before and after on several axes (and a non-zero fill)", () => {
+    expectClose({ x: { shape: [2, 3, 4] } }, ({ x }) => o.pad(x!, [0, 2, 1, 1, 0, 3]));
+    expectClose({ x: { shape: [3, 2] } }, ({ x }) =>
+      o.mul(o.pad(x!, [1, 0, 0, 2], 0.5), o.pad(x!, [0, 2, 1, 0])),
+    );
+    expectClose({ x: { shape: [4] } }, ({ x }) => o.pad(x!, [0, 0]));
+  });
+  it("Slice's gradient is padded at run time: no zero block exists as a constant to fold", () => {
+    for (const [shape, build] of [
+      [[6, 40, 8], (x: Tensor) => o.slice(x, [1, 10], [4, 30], [0, 1])],
+      [[5, 9], (x: Tensor) => o.slice(x, [2], [9], [1], [3])],
+    ] as const) {
+      const g = new Graph();
+      const x = g.input("x", "float32", shape);
+      const y = build(x);
+      // The upstream gradient is an input (a constant seed would itself fold into a constant of y's size).
+      const seed = g.input("dy", "float32", y.shape);
+      const forward = g.nodes.length;
+      const [dx] = grad(y, [x], { seed });
+      expect(g.nodes.slice(forward).some((n) => n.op === "Pad")).toBe(true);
+      // A node reading only constants is folded by onnxruntime into a stored tensor; the slice VJP has none.
+      const plan = planMemory(g, { dx: dx! });
+      expect(plan.castWeightBytes, shape.join("x")).toBe(0);
+    }
   });
   it("Gather with repeated and negative indices (gradients accumulate)", () => {
     const idx = (g: Graph) => g.constant([2, -1, 0, 2, 2, 1], [2, 3], "int64");

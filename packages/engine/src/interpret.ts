@@ -424,6 +424,8 @@ function runNode(node: Node, ins: Float64Array[]): Float64Array[] {
     }
     case "Slice":
       return [sliceValue(node, ins)];
+    case "Pad":
+      return [padValue(node, ins)];
     case "Gather": {
       const x = node.inputs[0]!;
       const axis = normAxis(node.attrs.axis as number, x.rank);
@@ -681,5 +683,27 @@ function convValue(node: Node, ins: Float64Array[]): Float64Array {
       }
     }
   }
+  return y;
+}
+
+/** ONNX Pad, constant mode, non-negative pads over every axis (pads input: befores, then afters). */
+function padValue(node: Node, ins: readonly Float64Array[]): Float64Array {
+  const mode = (node.attrs.mode as string | undefined) ?? "constant";
+  if (mode !== "constant") throw new InterpretError(`Pad mode "${mode}" is not supported (constant only)`);
+  if (node.inputs.length > 3) throw new InterpretError("Pad with an axes input is not supported");
+  const x = node.inputs[0]!;
+  const out = node.outputs[0]!;
+  const pads = ints(ins[1]!);
+  if (pads.length !== 2 * x.rank || pads.some((p) => p < 0))
+    throw new InterpretError(`pads [${pads}] must hold 2×${x.rank} non-negative counts`);
+  const shape = x.shape.map((d, i) => d + pads[i]! + pads[i + x.rank]!);
+  checkShape("Pad", shape, out.shape);
+  const fill = ins[2] && ins[2].length > 0 ? ins[2][0]! : 0;
+  const y = new Float64Array(out.size).fill(fill);
+  const outStrides = rowStrides(out.shape);
+  const offset = x.shape.reduce((o, _, i) => o + pads[i]! * outStrides[i]!, 0);
+  const at = stridedOffsets(x.shape, outStrides);
+  const v = ins[0]!;
+  for (let i = 0; i < v.length; i++) y[offset + at[i]!] = v[i]!;
   return y;
 }

@@ -231,6 +231,23 @@ export function gather(x: Tensor, indices: Tensor, axis = 0): Tensor {
   return g.addNode("Gather", [x, indices], { axis: a }, [{ shape, dtype: x.dtype }])[0]!;
 }
 
+/**
+ * ONNX Pad in constant mode: `pads` holds 2×rank non-negative counts in ONNX order (every axis's before, then
+ * every axis's after), filled with `value`. One node whose output is computed per run, unlike zeros built as a
+ * constant and concatenated (a constant subgraph that constant folding turns into a stored literal).
+ */
+export function pad(x: Tensor, pads: readonly number[], value = 0): Tensor {
+  const g = x.graph;
+  if (pads.length !== 2 * x.rank || pads.some((p) => !Number.isInteger(p) || p < 0)) {
+    fail("Pad", g, `pads ${fmt(pads)} must hold 2×${x.rank} non-negative integers (ONNX order)`);
+  }
+  if (!isFloat(x.dtype)) fail("Pad", g, `pads floating-point tensors only, got ${x.dtype}`);
+  const shape = x.shape.map((d, i) => d + pads[i]! + pads[i + x.rank]!);
+  const counts = g.constant(pads, [pads.length], "int64");
+  const fill = g.constant(value, [], x.dtype);
+  return g.addNode("Pad", [x, counts, fill], { mode: "constant" }, [{ shape, dtype: x.dtype }])[0]!;
+}
+
 /** Broadcasts `x` to `shape` (numpy rules). */
 export function expand(x: Tensor, shape: readonly number[]): Tensor {
   const g = x.graph;

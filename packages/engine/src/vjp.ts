@@ -18,6 +18,7 @@ import {
   matmul,
   mul,
   neg,
+  pad,
   pow,
   reciprocal,
   reduceMean,
@@ -374,27 +375,55 @@ registerVjp("Slice", ({ node, grads }) => {
   return [g];
 });
 
-/** Places the n slices of `g` along `axis` at start, start+step, … of a zero tensor with `dim` there. */
+/**
+ * Places the n slices of `g` along `axis` at start, start+step, … of a zero tensor with `dim` there, by Pad
+ * (constant 0): the zeros are written by the Pad kernel at run time, so no zero block exists as a constant that
+ * constant folding would materialise (a zero literal expanded and concatenated is one).
+ */
 function scatterAxis(g: Tensor, axis: number, dim: number, start: number, step: number, n: number): Tensor {
-  const withDim = (t: Tensor, d: number) => t.shape.map((s, i) => (i === axis ? d : s));
+  const padAxis = (t: Tensor, ax: number, before: number, after: number): Tensor => {
+    if (before === 0 && after === 0) return t;
+    const pads = new Array<number>(2 * t.rank).fill(0);
+    pads[ax] = before;
+    pads[ax + t.rank] = after;
+    return pad(t, pads);
+  };
   let spread = g;
   let len = n;
   if (step > 1 && n > 0) {
-    // Interleave step-1 zero rows after each row: [.., n, ..] → [.., n, step, ..] → [.., n·step, ..].
+    // Interleave step-1 zero rows after each row: [.., n, ..] → [.., n, 1, ..] → [.., n, step, ..] → [.., n·step, ..].
     const split = [...g.shape.slice(0, axis + 1), 1, ...g.shape.slice(axis + 1)];
-    const gaps = [...g.shape.slice(0, axis + 1), step - 1, ...g.shape.slice(axis + 1)];
-    const rows = concat([reshape(g, split), zeros(g, gaps)], axis + 1);
+    const rows = padAxis(reshape(g, split), axis + 1, 0, step - 1);
     len = Math.min(n * step, dim - start);
-    spread = reshape(rows, withDim(g, n * step));
+    spread = reshape(
+      rows,
+      g.shape.map((s, i) => (i === axis ? n * step : s)),
+    );
     if (len < n * step) spread = slice(spread, [0], [len], [axis]);
   }
-  const parts: Tensor[] = [];
-  if (start > 0) parts.push(zeros(g, withDim(g, start)));
-  parts.push(spread);
-  const after = dim - start - len;
-  if (after > 0) parts.push(zeros(g, withDim(g, after)));
-  return parts.length === 1 ? spread : concat(parts, axis);
+  return padAxis(spread, axis, start, dim - start - len);
 }
+
+registerVjp("Pad", ({ node, grads }) => {
+  const x = node.inputs[0]!;
+  const mode = (node.attrs.mode as string | undefined) ?? "constant";
+  if (mode !== "constant" || node.inputs.length > 3)
+    throw new GraphError(`Pad at "${node.scope}": autodiff supports constant mode over every axis only`);
+  const pads = constInts(node, 1)!;
+  if (pads.some((p) => p < 0))
+    throw new GraphError(`Pad at "${node.scope}": autodiff supports non-negative pads only, got [${pads}]`);
+  const axes = x.shape.map((_, i) => i).filter((i) => pads[i]! > 0 || pads[i + x.rank]! > 0);
+  if (axes.length === 0) return [grads[0]!];
+  const starts = axes.map((i) => pads[i]!);
+  return [
+    slice(
+      grads[0]!,
+      starts,
+      axes.map((i, k) => starts[k]! + x.shape[i]!),
+      axes,
+    ),
+  ];
+});
 
 registerVjp("Gather", ({ node, grads, primal }) => {
   // A scatter-add written as a one-hot matmul, so it stays within the primitives: O(indices × dim) memory.
