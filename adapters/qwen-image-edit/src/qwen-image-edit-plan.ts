@@ -1,19 +1,15 @@
 import { fileURLToPath } from "node:url";
 import {
+  asShapeOnlyPolicy,
   createGraphPolicy,
-  type GraphPolicy,
   graphPolicyOptions,
   type PolicyTrainingOptions,
+  type ShapeOnlyPolicy,
+  shapeOnlyGuards,
+  shapeOnlyTransformer,
 } from "@edit-r1/adapter-kit";
 import { flowScheduleConfigFromDiffusers, requestSources } from "@edit-r1/core";
-import {
-  type ComputeDType,
-  parseQwenImageTransformerConfig,
-  type QwenImageShape,
-  readShapeManifest,
-  shapeManifestBytes,
-  shapeOnlyWeightSource,
-} from "@edit-r1/models";
+import { type ComputeDType, parseQwenImageTransformerConfig, type QwenImageShape } from "@edit-r1/models";
 import { qwenImageEditSizes } from "./image-sizes.js";
 import { qwenImageEditSettings } from "./load.js";
 import { QwenImageEditError } from "./qwen-image-edit-error.js";
@@ -42,12 +38,8 @@ export interface PlanQwenImageEditPolicyOptions extends PolicyTrainingOptions {
   shapes?: string;
 }
 
-/** A policy whose graphs are the full-size model's, with no weights behind them. */
-export interface ShapeOnlyQwenPolicy extends GraphPolicy {
-  readonly resolution: { width: number; height: number };
-  /** Which checkpoint's shapes, how many tensors, and their bytes as stored. */
-  readonly shapeSource: { source: string; tensors: number; bytes: number; dtype: string; notes: string[] };
-}
+/** A Qwen-Image-Edit policy with the full-size graphs and no weights (the kit's ShapeOnlyPolicy). */
+export type ShapeOnlyQwenPolicy = ShapeOnlyPolicy;
 
 /**
  * Qwen-Image-Edit-2509's trainable policy built on the full transformer's tensor shapes instead of its weights:
@@ -59,9 +51,8 @@ export async function planQwenImageEditPolicy(
   options: PlanQwenImageEditPolicyOptions = {},
 ): Promise<ShapeOnlyQwenPolicy> {
   const path = options.shapes ?? QWEN_IMAGE_EDIT_SHAPES;
-  const manifest = await readShapeManifest(path);
-  const config = parseQwenImageTransformerConfig(manifest.config, path);
-  const transformer = { config, weights: shapeOnlyWeightSource(manifest) };
+  const { manifest, weights } = await shapeOnlyTransformer(path);
+  const transformer = { config: parseQwenImageTransformerConfig(manifest.config, path), weights };
   const resolution = options.resolution ?? { width: 512, height: 512 };
   const settings = qwenImageEditSettings({
     preset: "rollout",
@@ -71,10 +62,7 @@ export async function planQwenImageEditPolicy(
   });
   const { width, height } = resolution;
   const multiple = 2 * VAE_SCALE;
-  if (![width, height].every((d) => Number.isInteger(d) && d > 0 && d % multiple === 0))
-    throw new QwenImageEditError(
-      `resolution ${width}×${height}: both sides must be positive multiples of ${multiple}, e.g. 512×512`,
-    );
+  const { stub } = shapeOnlyGuards("Qwen-Image-Edit", resolution, multiple, QwenImageEditError);
   const textTokens = options.maxTextTokens ?? 256;
   const scheduler = flowScheduleConfigFromDiffusers({ ...QWEN_IMAGE_SCHEDULER_CONFIG });
   const bucketOptions = { dtype: options.dtype, recompute: options.recompute };
@@ -85,11 +73,6 @@ export async function planQwenImageEditPolicy(
       ({ width: w, height: h }) => [1, h / multiple, w / multiple] as QwenImageShape,
     ),
   ];
-  const shapeOnly = (what: string) => async (): Promise<never> => {
-    throw new QwenImageEditError(
-      `a shape-only Qwen-Image-Edit policy (for edit-r1 plan) cannot ${what}: load the model with --model`,
-    );
-  };
   const keyOf = (shapes: readonly QwenImageShape[]) => shapes.map((s) => `${s[1]}x${s[2]}`).join("+");
   const policy = createGraphPolicy(
     {
@@ -118,20 +101,16 @@ export async function planQwenImageEditPolicy(
           bucketOptions,
         ),
       maxSources: 3,
-      encode: shapeOnly("encode conditions"),
-      decode: shapeOnly("decode latents"),
+      encode: stub("encode conditions"),
+      decode: stub("decode latents"),
     },
     await graphPolicyOptions({ ...options, recompute: false }),
   );
   const area = Math.round(Math.sqrt(settings.vaeImageArea));
-  return Object.assign(policy, {
-    resolution: { width, height },
-    shapeSource: {
-      source: manifest.source,
-      tensors: Object.keys(manifest.tensors).length,
-      bytes: shapeManifestBytes(manifest),
-      dtype: manifest.dtype,
-      notes: [`sources VAE-encoded at ${area}² area, ${textTokens} text rows (the policy's defaults)`],
-    },
-  });
+  return asShapeOnlyPolicy(
+    policy,
+    manifest,
+    resolution,
+    `sources VAE-encoded at ${area}² area, ${textTokens} text rows (the policy's defaults)`,
+  );
 }

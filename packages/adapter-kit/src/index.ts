@@ -61,3 +61,9 @@ export {
   writeConfigJson,
 } from "./replica-weights.js";
 export { batchNoise, requestNoise } from "./request-noise.js";
+export {
+  asShapeOnlyPolicy,
+  type ShapeOnlyPolicy,
+  shapeOnlyGuards,
+  shapeOnlyTransformer,
+} from "./shape-only-policy.js";
