@@ -154,6 +154,45 @@ describe("VJP rules vs central differences (float64 interpreter, rtol 1e-6)", ()
       expect(plan.castWeightBytes, shape.join("x")).toBe(0);
     }
   });
+  it("slices that tile an axis get one Concat as gradient, not a Pad per slice and an Add", () => {
+    // RoPE's interleaved pairs: x [.., 4, 2] split into its two columns, recombined as (−odd, even).
+    const rope = (x: Tensor) => {
+      const even = o.slice(x, [0], [1], [-1]);
+      const odd = o.slice(x, [1], [2], [-1]);
+      return o.mul(o.concat([o.neg(odd), even], -1), x);
+    };
+    expectClose({ x: { shape: [3, 4, 2] } }, ({ x }) => rope(x!));
+    // Three adjacent pieces that leave rows 0 and 7 out (one Pad remains, for the rows no slice reads),
+    // and pieces that do not touch (the contributions are added as before).
+    const pieces = (x: Tensor) =>
+      o.concat([o.slice(x, [5], [7], [0]), o.slice(x, [1], [3], [0]), o.slice(x, [3], [5], [0])], 0);
+    const apart = (x: Tensor) => o.add(o.slice(x, [0], [2], [0]), o.slice(x, [4], [6], [0]));
+    expectClose({ x: { shape: [8, 3] } }, ({ x }) => o.mul(pieces(x!), pieces(x!)));
+    expectClose({ x: { shape: [8, 3] } }, ({ x }) => apart(x!));
+    const count = (build: (x: Tensor) => Tensor, shape: number[]) => {
+      const g = new Graph();
+      const x = g.input("x", "float32", shape);
+      const y = build(x);
+      const [dx] = grad(y, [x], { seed: g.input("dy", "float32", y.shape) });
+      const ops = new Map<string, number>();
+      const seen = new Set<number>();
+      const walk = (t: Tensor) => {
+        const p = t.producer;
+        if (!p || seen.has(p.id)) return;
+        seen.add(p.id);
+        ops.set(p.op, (ops.get(p.op) ?? 0) + 1);
+        p.inputs.forEach(walk);
+      };
+      walk(dx!);
+      return (op: string) => ops.get(op) ?? 0;
+    };
+    const ropeOps = count(rope, [3, 4, 2]);
+    expect([ropeOps("Pad"), ropeOps("Add")]).toEqual([0, 1]); // the Add: the gradient through the Mul's x
+    const pieceOps = count((x) => pieces(x), [8, 3]);
+    expect([pieceOps("Pad"), pieceOps("Add")]).toEqual([1, 0]);
+    const apartOps = count(apart, [8, 3]);
+    expect([apartOps("Pad"), apartOps("Add")]).toEqual([2, 1]);
+  });
   it("Gather with repeated and negative indices (gradients accumulate)", () => {
     const idx = (g: Graph) => g.constant([2, -1, 0, 2, 2, 1], [2, 3], "int64");
     expectClose({ x: { shape: [4, 3] } }, ({ x }, g) => o.gather(x!, idx(g), 0));
@@ -229,6 +268,34 @@ describe("composite functions through grad", () => {
     expectClose({ q: s, k: s, v: s }, ({ q, k, v }) =>
       o.matmul(o.softmax(o.mul(o.matmul(q!, o.transpose(k!, [0, 1, 3, 2])), 0.5)), v!),
     );
+  });
+  // Heads split from [B, L, H·D] as the models do (L > 2·D, as in real attention); the probabilities also read
+  // elsewhere, and a shared 2-D v.
+  const heads = (t: Tensor) => o.transpose(o.reshape(t, [1, 6, 2, 2]), [0, 2, 1, 3]);
+  const scores = (q: Tensor, k: Tensor) =>
+    o.softmax(o.mul(o.matmul(heads(q), o.transpose(heads(k), [0, 1, 3, 2])), 0.5));
+  const attention = (q: Tensor, k: Tensor, v: Tensor) => o.matmul(scores(q, k), heads(v));
+  it("attention over heads split from [B, L, H·D]; probabilities read twice; v shared by every head", () => {
+    const s = { shape: [1, 6, 4] };
+    expectClose({ q: s, k: s, v: s }, ({ q, k, v }) => attention(q!, k!, v!));
+    expectClose({ q: s, k: s, v: s }, ({ q, k, v }) => {
+      const p = scores(q!, k!);
+      return o.add(o.matmul(p, heads(v!)), o.reduceSum(o.mul(p, p), [-1], true));
+    });
+    expectClose({ q: s, k: s, v: { shape: [6, 2] } }, ({ q, k, v }) => o.matmul(scores(q!, k!), v!));
+  });
+  it("attention's backward reads the L×L probabilities and their gradient as few times as it can", () => {
+    const g = new Graph();
+    const [q, k, v] = ["q", "k", "v"].map((n) => g.input(n, "float32", [1, 6, 4])) as [Tensor, Tensor, Tensor];
+    const out = attention(q, k, v);
+    const forward = g.nodes.length;
+    grad(out, [q, k, v], { seed: g.input("dy", "float32", out.shape) });
+    const backward = g.nodes.slice(forward);
+    const square = (t: Tensor) => t.rank === 4 && t.shape[2] === 6 && t.shape[3] === 6;
+    const count = (op: string) => backward.filter((n) => n.op === op && n.inputs.some(square)).length;
+    // Softmax's rule: one Mul and one Sub over L×L (Σ g·y from the L×D output and its gradient, not a third
+    // L×L pass), and no L×L operand transposed for the weight-side products dV = Pᵀ dO and dK = dSᵀ Q.
+    expect([count("Mul"), count("Sub"), count("ReduceSum"), count("Transpose")]).toEqual([2, 1, 0, 0]);
   });
 });
 

@@ -102,6 +102,70 @@ export function unbroadcast(g: Tensor, shape: Shape): Tensor {
   return reshape(summed, [...shape]);
 }
 
+/**
+ * The sum of the gradient contributions to one tensor, added in the order they came. Contributions that are
+ * zero-padded pieces along the same axis sitting side by side (the Slice rule's gradients for slices that
+ * tile an axis: RoPE's interleaved pairs, split/chunk) are first joined into one Concat, padded once, instead
+ * of a Pad per piece over the whole tensor and an Add each. Exact: every element of the sum is one piece's
+ * value plus zeros.
+ */
+export function sumGradients(parts: readonly Tensor[]): Tensor {
+  const rest = [...parts];
+  for (let i = 0; i < rest.length; i++) {
+    for (let j = i + 1; j < rest.length; j++) {
+      const joined = joinPadded(rest[i]!, rest[j]!);
+      if (!joined) continue;
+      rest[i] = joined;
+      rest.splice(j, 1);
+      j = i;
+    }
+  }
+  return rest.reduce((a, b) => add(a, b));
+}
+
+/** pad(a) + pad(b) as one padded Concat when a and b are adjacent along the same axis; else undefined. */
+function joinPadded(a: Tensor, b: Tensor): Tensor | undefined {
+  const pa = zeroPadded(a);
+  const pb = zeroPadded(b);
+  if (!pa || !pb || pa.axis !== pb.axis) return undefined;
+  const pair = pa.end === pb.start ? [pa, pb] : pb.end === pa.start ? [pb, pa] : undefined;
+  if (!pair) return undefined;
+  const [first, second] = pair as [PaddedPiece, PaddedPiece];
+  const joined = concat([first.piece, second.piece], first.axis);
+  return padAxis(joined, first.axis, first.start, a.shape[first.axis]! - second.end);
+}
+
+interface PaddedPiece {
+  piece: Tensor;
+  axis: number;
+  /** Where the piece starts and ends along `axis` in the padded tensor. */
+  start: number;
+  end: number;
+}
+
+/** `t` as Pad(piece) with zeros before and/or after along a single axis, or undefined. */
+function zeroPadded(t: Tensor): PaddedPiece | undefined {
+  const p = t.producer;
+  if (p?.op !== "Pad" || ((p.attrs.mode as string | undefined) ?? "constant") !== "constant") return undefined;
+  const [x, counts, fill] = p.inputs;
+  if (!x || !counts || p.inputs.length > 3 || counts.source.kind !== "constant") return undefined;
+  if (fill && (fill.source.kind !== "constant" || Number(fill.source.data[0]) !== 0)) return undefined;
+  const pads = Array.from(counts.source.data as ArrayLike<number | bigint>, Number);
+  const axes = x.shape.map((_, i) => i).filter((i) => pads[i] !== 0 || pads[i + x.rank] !== 0);
+  if (axes.length !== 1) return undefined;
+  const axis = axes[0]!;
+  return { piece: x, axis, start: pads[axis]!, end: pads[axis]! + x.shape[axis]! };
+}
+
+/** `t` with `before`/`after` zeros along `axis` (no node when both are 0). */
+function padAxis(t: Tensor, axis: number, before: number, after: number): Tensor {
+  if (before === 0 && after === 0) return t;
+  const pads = new Array<number>(2 * t.rank).fill(0);
+  pads[axis] = before;
+  pads[axis + t.rank] = after;
+  return pad(t, pads);
+}
+
 /** Zeros of a shape without a full-size literal in the model. */
 export function zeros(like: Tensor, shape: Shape = like.shape, dtype: DType = like.dtype): Tensor {
   return expand(like.graph.constant(0, [], dtype), [...shape]);
@@ -156,6 +220,20 @@ function swapsLastTwo(t: Tensor): boolean {
   if (p?.op !== "Transpose" || p.attrs._stop_gradient || t.rank < 2) return false;
   const perm = (p.attrs.perm as readonly number[] | undefined) ?? t.shape.map((_, i) => t.rank - 1 - i);
   return perm.every((q, i) => (i < t.rank - 2 ? q === i : q === 2 * t.rank - 3 - i));
+}
+
+/**
+ * For gb = aᵀ g (the gradient of b in a·b): whether computing (gᵀ a)ᵀ moves fewer elements through transposes
+ * than aᵀ g. onnxruntime folds a last-two-axes Transpose into FusedMatMul's transA/transB, but a transposed
+ * operand still costs about a copy of it (measured on 4×4×532×532 attention scores: 3.3 ms with the scores as
+ * the transposed operand, 1.9 ms as a plain one), so the big operand should be the one read as it is. Either
+ * form computes the same sums of products.
+ */
+function transposesLess(a: Tensor, g: Tensor, b: Tensor, primal: (t: Tensor) => Tensor): boolean {
+  const bIsTransposed = swapsLastTwo(b); // its gradient goes through a Transpose rule that cancels a swap
+  const viaA = (swapsLastTwo(primal(a)) ? 0 : a.size) + (bIsTransposed ? b.size : 0);
+  const viaG = g.size + (bIsTransposed ? 0 : b.size);
+  return viaG < viaA;
 }
 
 const sameShape = (a: readonly number[], b: readonly number[]) =>
@@ -318,9 +396,9 @@ registerVjp("MatMul", ({ node, grads, primal, needs }) => {
         b.producer?.op === "Transpose"
           ? transpose(matmul(transpose(g2, [1, 0]), a2), [1, 0])
           : matmul(transpose(a2, [1, 0]), g2);
-    } else if (swapsLastTwo(b) && sameShape(g.shape.slice(0, -2), b.shape.slice(0, -2))) {
-      // b = kᵀ (attention scores q kᵀ): compute dk = gᵀ a and hand back its transpose, which the Transpose
-      // rule's permute cancels, instead of transposing a for the product and the product back for dk.
+    } else if (sameShape(g.shape.slice(0, -2), b.shape.slice(0, -2)) && transposesLess(a, g, b, primal)) {
+      // gb = (gᵀ a)ᵀ, transposing g and the (small) product instead of a: dV = Pᵀ dO in attention, where a is the
+      // B·H·L·L probabilities. For b = kᵀ (scores q kᵀ) the outer transpose cancels against the Transpose rule.
       gb = swapLast(matmul(swapLast(g), primal(a)));
     } else {
       gb = unbroadcast(matmul(swapLast(primal(a), primal), g), b.shape);
@@ -381,13 +459,6 @@ registerVjp("Slice", ({ node, grads }) => {
  * constant folding would materialise (a zero literal expanded and concatenated is one).
  */
 function scatterAxis(g: Tensor, axis: number, dim: number, start: number, step: number, n: number): Tensor {
-  const padAxis = (t: Tensor, ax: number, before: number, after: number): Tensor => {
-    if (before === 0 && after === 0) return t;
-    const pads = new Array<number>(2 * t.rank).fill(0);
-    pads[ax] = before;
-    pads[ax + t.rank] = after;
-    return pad(t, pads);
-  };
   let spread = g;
   let len = n;
   if (step > 1 && n > 0) {
@@ -486,8 +557,46 @@ registerVjp("Softmax", ({ node, grads, primal }) => {
   const y = primal(node.outputs[0]!);
   const g = grads[0]!;
   const axis = normAxis((node.attrs.axis as number | undefined) ?? -1, y.rank);
-  return [mul(y, sub(g, reduceSum(mul(g, y), [axis], true)))];
+  const rowDot = attentionRowDot(node, g, axis, primal) ?? reduceSum(mul(g, y), [axis], true);
+  return [mul(y, sub(g, rowDot))];
 });
+
+/**
+ * Σⱼ gᵢⱼ·yᵢⱼ for attention probabilities y whose only gradient comes from o = y·v (so g = dO·vᵀ): it equals
+ * Σ_d dOᵢd·oᵢd, since Σⱼ (Σ_d dOᵢd vⱼd) yᵢⱼ = Σ_d dOᵢd (y v)ᵢd. That reads the B·H·L·d output and its
+ * gradient instead of two B·H·L·L tensors: one full-size Mul and ReduceSum fewer in every attention's
+ * backward. Undefined when g is not such a product (then the rule reduces g·y).
+ */
+function attentionRowDot(
+  node: Node,
+  g: Tensor,
+  axis: number,
+  primal: (t: Tensor) => Tensor,
+): Tensor | undefined {
+  const y = node.outputs[0]!;
+  const p = g.producer;
+  if (axis !== y.rank - 1 || p?.op !== "MatMul" || !sameShape(p.inputs[0]!.shape.slice(0, -1), y.shape.slice(0, -1)))
+    return undefined;
+  const [dO, vT] = p.inputs as [Tensor, Tensor];
+  // g = dO·vᵀ as built, and a forward node computes o = y·v: then the identity holds whatever made g (in
+  // practice the MatMul rule of that node, y's only consumer with a gradient: several would sum to an Add).
+  const forward = y.graph.nodes.find(
+    (n) =>
+      n.op === "MatMul" &&
+      n.inputs[0] === y &&
+      n.outputs[0]!.dtype === y.dtype &&
+      sameShape(n.outputs[0]!.shape, dO.shape) &&
+      isSwapOf(vT, primal(n.inputs[1]!), primal),
+  );
+  if (!forward) return undefined;
+  return reduceSum(mul(dO, primal(forward.outputs[0]!)), [axis], true);
+}
+
+/** Whether `t` is `v` with its last two axes swapped, as the MatMul rule's swapLast(v) builds it. */
+function isSwapOf(t: Tensor, v: Tensor, primal: (t: Tensor) => Tensor): boolean {
+  if (swapsLastTwo(t) && t.producer!.inputs[0] === v) return true;
+  return swapsLastTwo(v) && primal(v.producer!.inputs[0]!) === t;
+}
 
 registerVjp("LayerNormalization", ({ node, grads, primal, needs }) => {
   const [x, scale, bias] = node.inputs as [Tensor, Tensor, Tensor | undefined];
