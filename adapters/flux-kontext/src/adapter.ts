@@ -36,7 +36,7 @@ export function createFluxKontextAdapter(settings: FluxKontextAdapterSettings = 
     ...(settings.threads !== undefined ? { threads: settings.threads } : {}),
     ...(settings.maxSequenceLength !== undefined ? { maxSequenceLength: settings.maxSequenceLength } : {}),
     ...(o.device ? { device: o.device } : {}),
-    // checkAdapter admits only the declared dtypes (float32, float16).
+    // checkAdapter admits only the declared dtypes (float32, float16, bfloat16).
     ...(o.dtype ? { dtype: o.dtype as ComputeDType } : {}),
     ...(o.steps !== undefined ? { steps: o.steps } : {}),
     ...(o.guidance !== undefined ? { guidance: o.guidance } : {}),
@@ -49,7 +49,7 @@ export function createFluxKontextAdapter(settings: FluxKontextAdapterSettings = 
       resolutions: settings.resolutions ?? PREFERRED_KONTEXT_RESOLUTIONS.map((r) => [r[0], r[1]] as const),
       maxSourceImages: 1,
       loraTargets: EDIT_R1_LORA_TARGETS,
-      dtypes: ["float32", "float16"],
+      dtypes: ["float32", "float16", "bfloat16"],
       devices: ["cpu", "cuda"],
       trainable: true,
       recompute: true,

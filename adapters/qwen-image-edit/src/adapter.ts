@@ -40,7 +40,7 @@ export function createQwenImageEditAdapter(settings: QwenImageEditAdapterSetting
     model: o.model ?? QWEN_IMAGE_EDIT_REPO,
     ...(settings.threads !== undefined ? { threads: settings.threads } : {}),
     ...(o.device ? { device: o.device } : {}),
-    // checkAdapter admits only the declared dtypes (float32, float16).
+    // checkAdapter admits only the declared dtypes (float32, float16, bfloat16).
     ...(o.dtype ? { dtype: o.dtype as ComputeDType } : {}),
     ...(o.steps !== undefined ? { steps: o.steps } : {}),
   });
@@ -54,7 +54,7 @@ export function createQwenImageEditAdapter(settings: QwenImageEditAdapterSetting
       // QwenImageEditPlusPipeline (2509, 2511) takes several images; v1 one (the editor refuses more).
       maxSourceImages: 3,
       loraTargets: EDIT_R1_LORA_TARGETS,
-      dtypes: ["float32", "float16"],
+      dtypes: ["float32", "float16", "bfloat16"],
       devices: ["cpu", "cuda"],
       trainable: true,
       recompute: true,

@@ -1,5 +1,5 @@
 import type { RgbImage } from "@edit-r1/core";
-import { type Device, Graph, type Session, SessionCache } from "@edit-r1/engine";
+import { type Device, Graph, ops, type Session, SessionCache } from "@edit-r1/engine";
 import {
   buildQwen25VLEncoder,
   type ComputeDType,
@@ -130,7 +130,9 @@ export class QwenPromptEncoder implements PromptEncoder {
         },
         { dtype: this.options.dtype },
       );
-      return { graph: g, outputs: { hidden: lastHiddenState } };
+      // The condition leaves as float32 whatever the compute dtype: the caller reads a Float32Array, and
+      // onnxruntime-node cannot hand out bfloat16 at all.
+      return { graph: g, outputs: { hidden: ops.cast(lastHiddenState, "float32") } };
     });
   }
 }

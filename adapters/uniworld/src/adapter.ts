@@ -52,7 +52,7 @@ export function createUniWorldAdapter(settings: UniWorldAdapterSettings = {}): A
       resolutions: "any",
       maxSourceImages: 3,
       loraTargets: EDIT_R1_LORA_TARGETS,
-      dtypes: ["float32", "float16"],
+      dtypes: ["float32", "float16", "bfloat16"],
       devices: ["cpu", "cuda"],
       trainable: true,
       // Both bases checkpoint per block; the option passes through to the base's policy.

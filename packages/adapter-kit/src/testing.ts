@@ -317,6 +317,51 @@ export function describeAdapterContract(subject: AdapterContractSubject): void {
       }
     });
 
+    it("computes in every dtype it declares: the float32 velocity within that dtype's precision, a finite step", async () => {
+      // Relative L2 against float32: loose enough for a few blocks of rounding, tight enough that a wrong cast or
+      // a lost LoRA (errors of order 1) fails. bfloat16 keeps 8 bits of mantissa, and the FLUX and Qwen-Image
+      // transformers form σ·1000 in the compute dtype as diffusers does (500 ± 2 in bfloat16), so its timestep
+      // embedding alone moves the tiny FLUX-Kontext replica's velocity by 4.0e-2 (float16: 6.1e-4; Qwen-Image-Edit
+      // 4.2e-3 and 3.5e-4). A float16 text condition read as float32 bits once gave 8e-2 here.
+      const bound: Record<string, number> = { float16: 5e-3, bfloat16: 1e-1 };
+      const others = adapter.capabilities.dtypes.filter((d) => d !== "float32");
+      const theta = withRandomB(policy.initialParameters(), 9);
+      const old = withRandomB(policy.initialParameters(), 10);
+      const B = requests.length;
+      const D = policy.latentSize(requests[0]!);
+      const sigmas = policy.sigmas(requests);
+      const rng = new Rng(12);
+      const x = rng.normals(B * D);
+      const want = await policy.velocity(requests, theta)(x, sigmas[1]!, 1);
+      const batch = {
+        requests,
+        x0: rng.normals(B * D),
+        noise: rng.normals(B * D),
+        t: new Float64Array(B).fill(sigmas[1]!),
+        advantages: Float64Array.from({ length: B }, (_, i) => (i % 2 ? -0.7 : 1.3)),
+        validMask: new Uint8Array(B).fill(1),
+        settings: DEFAULT_NFT_SETTINGS,
+      };
+      const plain = await policy.lossAndGradients(batch, theta, old);
+      for (const dtype of others) {
+        expect(() => checkAdapter(adapter, { ...options, dtype }, "train")).not.toThrow();
+        const low = await adapter.loadPolicy!({ ...options, dtype });
+        try {
+          const got = await low.velocity(requests, theta)(x, sigmas[1]!, 1);
+          const err = relativeL2(got, want);
+          expect(err, dtype).toBeGreaterThan(0);
+          expect(err, dtype).toBeLessThan(bound[dtype]!);
+          const step = await low.lossAndGradients(batch, theta, old);
+          expect(Math.abs(step.policyLoss - plain.policyLoss) / Math.abs(plain.policyLoss), dtype).toBeLessThan(
+            10 * bound[dtype]!,
+          );
+          for (const [k, g] of Object.entries(step.gradients)) expect(g.every(Number.isFinite), k).toBe(true);
+        } finally {
+          await (low as { dispose?(): Promise<void> }).dispose?.();
+        }
+      }
+    });
+
     it("decodes latents to images of its bucket", async () => {
       const D = policy.latentSize(requests[0]!);
       const images = await policy.decode(new Float32Array(requests.length * D), requests);

@@ -48,7 +48,7 @@ export const COMMANDS: readonly Command[] = [
     name: "worker",
     summary: "a rollout worker: takes a trainer's rollout jobs from a Redis queue (train --workers)",
     usage:
-      "edit-r1 worker --queue redis://host:port[/db][?queue=name] --adapter <name> [--device cpu|cuda] [--model dir|repo] [--store DIR|URL] [--data train.jsonl] [--lock-seconds 30] [--name NAME]",
+      "edit-r1 worker --queue redis://host:port[/db][?queue=name] --adapter <name> [--device cpu|cuda|webgpu] [--model dir|repo] [--store DIR|URL] [--data train.jsonl] [--lock-seconds 30] [--name NAME]",
     options: {
       queue: { type: "string" },
       adapter: { type: "string" },
@@ -173,7 +173,7 @@ export const COMMANDS: readonly Command[] = [
     name: "plan",
     summary: "predict memory per phase (rollout, training step) for an adapter at a resolution, before a run",
     usage:
-      "edit-r1 plan --adapter <name> [--model dir] [--resolution WxH] [--device cpu|cuda] [--dtype float32|float16|bfloat16] [--batch N] [--train] [--recompute] [--json]",
+      "edit-r1 plan --adapter <name> [--model dir] [--resolution WxH] [--device cpu|cuda|webgpu] [--dtype float32|float16|bfloat16] [--batch N] [--train] [--recompute] [--json]",
     options: {
       ...adapterFlags,
       batch: { type: "string" },

@@ -11,7 +11,10 @@ const COMMON: Readonly<Record<string, FlagHelp>> = {
     "the base model, for adapters layered over several (uniworld: qwen-image-edit, flux-kontext)",
   ],
   model: ["dir|repo", "a local weights folder or a Hub repo id in the cache (default: the adapter's)"],
-  device: ["cpu|cuda", "where the model runs (default cpu)"],
+  device: [
+    "cpu|cuda|webgpu",
+    "where the model runs (default cpu); `edit-r1 adapters` lists each adapter's devices, `edit-r1 doctor` what loads here",
+  ],
   lora: ["path", "a PEFT/diffusers LoRA folder or .safetensors file (a run's lora/)"],
   "lora-alpha": [
     "N",
@@ -107,6 +110,9 @@ const BY_COMMAND: Readonly<Record<string, Readonly<Record<string, FlagHelp>>>> =
   download: {
     include: ["pattern", "only files matching the glob (repeatable)"],
     dataset: [undefined, "the id is a data set, not a model"],
+  },
+  judge: {
+    device: ["cpu|cuda", "where an in-process judge (qwen-vl:…) runs (default cpu)"],
   },
   doctor: {
     json: [undefined, "print the report as JSON (providers, CUDA provider links, GPUs, fixes)"],

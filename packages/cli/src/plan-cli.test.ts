@@ -88,6 +88,17 @@ describe("edit-r1 plan", () => {
     expect(text).toMatch(/^peak: /m);
   });
 
+  it("refuses a device or dtype the adapter does not run, as edit and train do", async () => {
+    for (const [flag, value, message] of [
+      ["--device", "tpu", /does not run on device "tpu"/],
+      ["--dtype", "float16", /does not compute in float16/],
+    ] as const) {
+      const c = capture();
+      expect(await main(["plan", "--adapter", "tiny", flag, value], c.io)).toBe(2);
+      expect(c.err.join("\n")).toMatch(message);
+    }
+  });
+
   it("activations grow with the batch, weights do not; training needs more than a rollout step", async () => {
     const [r1, t1] = await planOf(["--train", "--batch", "1"]);
     const [r8, t8] = await planOf(["--train", "--batch", "8"]);

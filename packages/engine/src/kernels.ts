@@ -117,8 +117,9 @@ const CPU: Readonly<Record<string, readonly KernelFloat[]>> = {
   ReduceMax: F32_F16,
   Conv: F32_F16,
   ConvTranspose: F32_F16,
-  // No bfloat16 Expand (measured).
+  // No bfloat16 Expand or Pad (measured).
   Expand: F32_F16,
+  Pad: F32_F16,
   // Data movement has bfloat16 kernels on the CPU too.
   Concat: ALL,
   Gather: ALL,

@@ -2,7 +2,7 @@ import type { EditRequest, RgbImage, TrainablePolicy } from "@edit-r1/core";
 import { type Graph, type MemoryPlan, numel, planMemory, type Tensor } from "@edit-r1/engine";
 import { UsageError } from "../args.js";
 import { type CommandContext, intFlag, requireFlag } from "../context.js";
-import { loadAdapter } from "../registry.js";
+import { checkAdapterFlags, loadAdapter } from "../registry.js";
 import { adapterOptions } from "./bench.js";
 
 interface BuiltGraph {
@@ -79,6 +79,14 @@ export async function plan(ctx: CommandContext): Promise<number> {
   const recompute = ctx.values.recompute === true;
   if (!adapter.loadPolicy)
     throw new UsageError(`adapter "${name}" has no policy to plan (it cannot be trained or planned)`);
+  // The same refusals as edit/train for the device and dtype: a plan for one the adapter cannot run would
+  // mislead. Any resolution may be planned (a what-if: Edit-R1 trains FLUX-Kontext at 512², which Kontext's
+  // preferred list for editing does not hold).
+  checkAdapterFlags(
+    adapter,
+    { ...(options.device ? { device: options.device } : {}), ...(options.dtype ? { dtype: options.dtype } : {}) },
+    train ? "train" : "edit",
+  );
   const declared = adapter.capabilities.resolutions;
   const [width, height] = options.resolution ?? (declared === "any" ? [512, 512] : declared[0]!);
   const request: EditRequest = {
