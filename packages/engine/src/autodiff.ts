@@ -1,6 +1,6 @@
-import { GraphError, type Node, type Tensor } from "./graph.js";
-import { isFloat } from "./ops.js";
-import { isDifferentiableInput, sumGradients, vjpRule, zeros } from "./vjp.js";
+import { type Graph, GraphError, type Node, type Tensor } from "./graph.js";
+import { add, isFloat } from "./ops.js";
+import { isDifferentiableInput, vjpRule, zeros } from "./vjp.js";
 
 /**
  * Reverse-mode autodiff over the graph IR. `grad` appends the backward pass to the same graph, so a
@@ -70,23 +70,14 @@ export function grad(y: Tensor, wrt: readonly Tensor[], options: GradOptions = {
   const inScope = <T>(scope: string, fn: () => T): T =>
     g.scope(prefix, () => (scope ? g.scope(scope, fn) : fn()));
 
-  const primal = recomputer(forward, y, wrt);
-  // Every gradient contribution to a tensor, summed once its producer is reached (or at the end for wrt),
-  // so the sum sees all of them together (sumGradients joins slices' padded pieces before adding).
-  const grads = new Map<number, Tensor[]>();
+  const primalIn = recomputer(g, forward, y, wrt);
+  const grads = new Map<number, Tensor>();
   if (active.has(y.id)) {
-    grads.set(y.id, [seed ?? inScope("", () => g.constant(1, y.shape, y.dtype))]);
+    grads.set(y.id, seed ?? inScope("", () => g.constant(1, y.shape, y.dtype)));
   }
-  const total = (t: Tensor, scope: string): Tensor | undefined => {
-    const parts = grads.get(t.id);
-    if (!parts || parts.length === 1) return parts?.[0];
-    const sum = inScope(scope, () => sumGradients(parts));
-    grads.set(t.id, [sum]);
-    return sum;
-  };
   for (let n = forwardCount - 1; n >= 0 && grads.size > 0; n--) {
     const node = forward[n]!;
-    const outGrads = node.outputs.map((o) => total(o, node.scope));
+    const outGrads = node.outputs.map((o) => grads.get(o.id));
     if (outGrads.every((t) => t === undefined)) continue;
     const needs = (i: number) =>
       i < node.inputs.length && active.has(node.inputs[i]!.id) && isDifferentiableInput(node.op, i);
@@ -97,7 +88,9 @@ export function grad(y: Tensor, wrt: readonly Tensor[], options: GradOptions = {
         `grad: no vector-Jacobian rule for op ${node.op} (node #${node.id} at "${node.scope}"); register one with registerVjp or put stopGradient before it`,
       );
     }
-    const inGrads = inScope(node.scope, () => rule({ node, grads: outGrads, primal, needs }));
+    const inGrads = inScope(node.scope, () =>
+      rule({ node, grads: outGrads, primal: primalIn(node.recompute), needs }),
+    );
     node.inputs.forEach((input, i) => {
       const gi = inGrads[i];
       if (!gi || !needs(i)) return;
@@ -106,12 +99,11 @@ export function grad(y: Tensor, wrt: readonly Tensor[], options: GradOptions = {
           `grad: the ${node.op} rule gave ${gi} for input ${i} ${input} (engine bug: shapes must match)`,
         );
       }
-      const parts = grads.get(input.id);
-      if (parts) parts.push(gi);
-      else grads.set(input.id, [gi]);
+      const prev = grads.get(input.id);
+      grads.set(input.id, prev ? inScope(node.scope, () => add(prev, gi)) : gi);
     });
   }
-  return wrt.map((w) => total(w, "") ?? inScope("", () => zeros(w)));
+  return wrt.map((w) => grads.get(w.id) ?? inScope("", () => zeros(w)));
 }
 
 function sameShape(a: readonly number[], b: readonly number[]): boolean {
@@ -119,36 +111,73 @@ function sameShape(a: readonly number[], b: readonly number[]): boolean {
 }
 
 /**
- * Returns `primal(t)`: `t` itself, or for a tensor inside a recompute region that nothing outside the region
- * reads, a clone of the region's nodes re-emitted from the region's inputs (built once, on first use).
+ * Returns `primalIn(region)`, the `primal` of the rules of nodes in recompute region `region` (undefined
+ * outside every region): `t` itself, or for a tensor inside a recompute region that nothing outside the
+ * outermost region holding it reads, a clone re-emitted from that region's inputs (built once per holding
+ * region, on first use). The holding region is the innermost one enclosing both the rule's node and `t`: a
+ * nested region's own rules get a clone of its interior distinct from the one the enclosing region's
+ * recomputation made, so that one dies as soon as the enclosing region has used it (with one region level this
+ * is the plain per-region clone).
  */
-function recomputer(forward: readonly Node[], y: Tensor, wrt: readonly Tensor[]): (t: Tensor) => Tensor {
+function recomputer(
+  g: Graph,
+  forward: readonly Node[],
+  y: Tensor,
+  wrt: readonly Tensor[],
+): (region: number | undefined) => (t: Tensor) => Tensor {
+  const paths = new Map<number, number[]>();
+  // The regions enclosing `region`, innermost first.
+  const path = (region: number): number[] => {
+    let p = paths.get(region);
+    if (!p) {
+      p = [];
+      for (let r: number | undefined = region; r !== undefined; r = g.recomputeParent(r)) p.push(r);
+      paths.set(region, p);
+    }
+    return p;
+  };
+  const outermost = (region: number) => path(region).at(-1)!;
+  const within = (inner: number | undefined, region: number) =>
+    inner !== undefined && path(inner).includes(region);
+
   const kept = new Set<number>([y.id, ...wrt.map((w) => w.id)]);
   for (const node of forward) {
     for (const t of node.inputs) {
       const p = t.producer;
-      if (p && p.recompute !== undefined && p.recompute !== node.recompute) kept.add(t.id);
+      if (p && p.recompute !== undefined && !within(node.recompute, outermost(p.recompute))) kept.add(t.id);
     }
   }
   const inForward = new Set(forward.map((n) => n.id));
-  const clones = new Map<number, Tensor>();
-  const primal = (t: Tensor): Tensor => {
+  const clones = new Map<string, Tensor>();
+  const value = (context: number | undefined, t: Tensor): Tensor => {
     const node = t.producer;
     if (!node || node.recompute === undefined || !inForward.has(node.id) || kept.has(t.id)) return t;
-    const done = clones.get(t.id);
+    const holder =
+      (context === undefined ? undefined : path(node.recompute).find((r) => within(context, r))) ??
+      outermost(node.recompute);
+    const key = (id: number) => `${holder}:${id}`;
+    const done = clones.get(key(t.id));
     if (done) return done;
-    const inputs = node.inputs.map(primal);
+    const inputs = node.inputs.map((i) => value(holder, i));
     // Built inside the rule that first needs it, so it carries that rule's scope.
-    const outs = t.graph.addNode(
+    const outs = g.addNode(
       node.op,
       inputs,
       { ...node.attrs, [RECOMPUTE_OF_ATTR]: node.id },
       node.outputs.map((o) => ({ shape: o.shape, dtype: o.dtype })),
     );
     node.outputs.forEach((o, i) => {
-      clones.set(o.id, outs[i]!);
+      clones.set(key(o.id), outs[i]!);
     });
-    return clones.get(t.id)!;
+    return clones.get(key(t.id))!;
   };
-  return primal;
+  const primals = new Map<number | undefined, (t: Tensor) => Tensor>();
+  return (region) => {
+    let primal = primals.get(region);
+    if (!primal) {
+      primal = (t: Tensor) => value(region, t);
+      primals.set(region, primal);
+    }
+    return primal;
+  };
 }

@@ -96,6 +96,7 @@ export class Graph {
   private scopes: string[] = [];
   private recomputeRegion: number | undefined;
   private recomputeCounter = 0;
+  private readonly recomputeParents = new Map<number, number | undefined>();
   private readonly names = new Set<string>();
 
   constructor(readonly name = "graph") {}
@@ -162,17 +163,25 @@ export class Graph {
     }
   }
 
+  /** The region enclosing recompute region `region` (undefined for an outermost region). */
+  recomputeParent(region: number): number | undefined {
+    return this.recomputeParents.get(region);
+  }
+
   get currentScope(): string {
     return this.scopes.join("/");
   }
 
   /**
    * Marks the nodes built inside `fn` as one gradient-checkpointing region: autodiff keeps only the region's
-   * inputs and recomputes its interior during the backward pass.
+   * inputs and recomputes its interior during the backward pass. Regions nest: an inner region is part of the
+   * outer one's interior (recomputed with it), and its own backward recomputes the inner interior once more,
+   * so the inner activations never stay alive from the outer recomputation until the inner backward.
    */
   recompute<T>(fn: () => T): T {
     const outer = this.recomputeRegion;
     this.recomputeRegion = ++this.recomputeCounter;
+    this.recomputeParents.set(this.recomputeRegion, outer);
     try {
       return fn();
     } finally {
