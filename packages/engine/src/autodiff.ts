@@ -1,6 +1,6 @@
 import { type Graph, GraphError, type Node, type Tensor } from "./graph.js";
-import { add, isFloat } from "./ops.js";
-import { isDifferentiableInput, vjpRule, zeros } from "./vjp.js";
+import { isFloat } from "./ops.js";
+import { isDifferentiableInput, sumGradients, vjpRule, zeros } from "./vjp.js";
 
 /**
  * Reverse-mode autodiff over the graph IR. `grad` appends the backward pass to the same graph, so a
@@ -71,13 +71,22 @@ export function grad(y: Tensor, wrt: readonly Tensor[], options: GradOptions = {
     g.scope(prefix, () => (scope ? g.scope(scope, fn) : fn()));
 
   const primalIn = recomputer(g, forward, y, wrt);
-  const grads = new Map<number, Tensor>();
+  // Every gradient contribution to a tensor, summed once its producer is reached (or at the end for wrt),
+  // so the sum sees all of them together (sumGradients joins slices' padded pieces before adding).
+  const grads = new Map<number, Tensor[]>();
   if (active.has(y.id)) {
-    grads.set(y.id, seed ?? inScope("", () => g.constant(1, y.shape, y.dtype)));
+    grads.set(y.id, [seed ?? inScope("", () => g.constant(1, y.shape, y.dtype))]);
   }
+  const total = (t: Tensor, scope: string): Tensor | undefined => {
+    const parts = grads.get(t.id);
+    if (!parts || parts.length === 1) return parts?.[0];
+    const sum = inScope(scope, () => sumGradients(parts));
+    grads.set(t.id, [sum]);
+    return sum;
+  };
   for (let n = forwardCount - 1; n >= 0 && grads.size > 0; n--) {
     const node = forward[n]!;
-    const outGrads = node.outputs.map((o) => grads.get(o.id));
+    const outGrads = node.outputs.map((o) => total(o, node.scope));
     if (outGrads.every((t) => t === undefined)) continue;
     const needs = (i: number) =>
       i < node.inputs.length && active.has(node.inputs[i]!.id) && isDifferentiableInput(node.op, i);
@@ -99,11 +108,12 @@ export function grad(y: Tensor, wrt: readonly Tensor[], options: GradOptions = {
           `grad: the ${node.op} rule gave ${gi} for input ${i} ${input} (engine bug: shapes must match)`,
         );
       }
-      const prev = grads.get(input.id);
-      grads.set(input.id, prev ? inScope(node.scope, () => add(prev, gi)) : gi);
+      const parts = grads.get(input.id);
+      if (parts) parts.push(gi);
+      else grads.set(input.id, [gi]);
     });
   }
-  return wrt.map((w) => grads.get(w.id) ?? inScope("", () => zeros(w)));
+  return wrt.map((w) => total(w, "") ?? inScope("", () => zeros(w)));
 }
 
 function sameShape(a: readonly number[], b: readonly number[]): boolean {
