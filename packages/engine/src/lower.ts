@@ -1,5 +1,6 @@
 import { realpathSync } from "node:fs";
 import * as path from "node:path";
+import { RECOMPUTE_OF_ATTR } from "./autodiff.js";
 import { DTYPE_BYTES, type DType, numel } from "./dtype.js";
 import {
   type AttrValue,
@@ -77,6 +78,12 @@ export interface LoweredModel {
   nodes: LoweredNode[];
   /** What `LowerOptions.provider` moved to float32; empty without a provider. */
   float32Fallbacks: Float32Fallback[];
+  /**
+   * Whether nodes recomputed from recompute regions are emitted: a session of it must turn off onnxruntime's
+   * common-subexpression elimination, which would merge each recomputed node back into its forward twin (same op,
+   * same inputs) and so keep the forward activations alive, undoing the recomputation.
+   */
+  recomputes: boolean;
 }
 
 /**
@@ -117,6 +124,7 @@ export function lower(graph: Graph, options: LowerOptions): LoweredModel {
       outputs: n.outputs.map((v) => typeOf(types, v)),
     })),
     float32Fallbacks: kept.fallbacks,
+    recomputes: [...live.nodes].some((id) => graph.nodes[id]!.attrs[RECOMPUTE_OF_ATTR] !== undefined),
   };
 }
 
