@@ -376,7 +376,12 @@ function sessionOptions(model: LoweredModel, o: SessionOptions): Record<string, 
   if (o.cpuFallback === false && o.device !== undefined && o.device !== "cpu")
     session.disable_cpu_ep_fallback = "1";
   const extra: Record<string, Record<string, string>> = { session };
-  if (!folding) extra.optimization = { disable_specified_optimizers: "ConstantFolding" };
+  const disabled = [
+    ...(folding ? [] : ["ConstantFolding"]),
+    // Recomputed nodes are exact twins of forward nodes; merging them would undo the recomputation.
+    ...(model.recomputes ? ["CommonSubexpressionElimination"] : []),
+  ];
+  if (disabled.length > 0) extra.optimization = { disable_specified_optimizers: disabled.join(",") };
   const options: Record<string, unknown> = {
     executionProviders:
       o.device === "cuda"
