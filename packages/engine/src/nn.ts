@@ -205,6 +205,14 @@ export interface AttentionOptions {
   mask?: Tensor;
   /** Score scale; 1/√D by default. */
   scale?: number;
+  /**
+   * Heads per chunk (q/k/v [..., heads, L, D]): attention runs over `headChunk` heads at a time, one chunk
+   * after another, so one chunk's scores [..., headChunk, Lq, Lk] are alive at once instead of all heads'.
+   * Each chunk is its own recompute region, so a backward pass recomputes a chunk's scores in that chunk's
+   * own backward instead of keeping every chunk's softmax (nested inside a per-block region too). Same
+   * result as unchunked; undefined or ≥ heads: unchunked.
+   */
+  headChunk?: number;
 }
 
 /** softmax(q kᵀ · scale + mask) v over q [B, H, Lq, D], k [B, H, Lk, D], v [B, H, Lk, Dv]. */
@@ -222,11 +230,83 @@ export function scaledDotProductAttention(
   if (k.shape[k.rank - 2] !== v.shape[v.rank - 2]) {
     fail("attention", g, `k ${fmt(k.shape)} and v ${fmt(v.shape)} differ in sequence length`);
   }
+  const chunk = options.headChunk;
+  if (chunk === undefined) return attentionCore(q, k, v, options);
+  if (!Number.isInteger(chunk) || chunk < 1) {
+    fail("attention", g, `headChunk must be a positive integer (heads per chunk), got ${chunk}`);
+  }
+  const heads = q.rank >= 3 ? q.shape[q.rank - 3]! : 1;
+  if (chunk >= heads) return attentionCore(q, k, v, options);
+  return headChunkedAttention(q, k, v, chunk, options);
+}
+
+function attentionCore(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions): Tensor {
+  const d = q.shape[q.rank - 1]!;
   // Scaling q (L·D values) is cheaper than scaling the scores (L·L values).
   const qs = ops.mul(q, options.scale ?? 1 / Math.sqrt(d));
   let scores = ops.matmul(qs, transposeLast2(k));
   if (options.mask) scores = ops.add(scores, as(options.mask, scores.dtype));
   return ops.matmul(ops.softmax(scores, -1), v);
+}
+
+/**
+ * Attention `chunk` heads at a time. q, k and v are flattened per head and packed into one tensor
+ * [..., H, Lq·D + Lk·D + Lk·Dv], and each chunk slices its heads from it: the backward then sums one gradient
+ * per chunk that depends on all three of the chunk's gradients, so onnxruntime's execution order (a depth-first
+ * walk from the outputs, which finishes each input's subgraph before the next) finishes one chunk's backward
+ * before it starts the next, and never holds several chunks' softmax. (With q, k and v sliced separately, the
+ * walk computes every chunk's dq first and keeps each chunk's softmax alive for the dk and dv that follow.)
+ * The forward needs no such help: the chunks meet in one Concat, whose inputs the walk computes one by one.
+ */
+function headChunkedAttention(
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  chunk: number,
+  options: AttentionOptions,
+): Tensor {
+  const g = q.graph;
+  const axis = q.rank - 3;
+  const heads = q.shape[axis]!;
+  for (const [name, t] of [
+    ["k", k],
+    ["v", v],
+  ] as const) {
+    if (!sameDims(t.shape.slice(0, -2), q.shape.slice(0, -2))) {
+      fail(
+        "attention",
+        g,
+        `headChunk needs q, k and v with the same leading axes; q ${fmt(q.shape)}, ${name} ${fmt(t.shape)}`,
+      );
+    }
+  }
+  const mask = options.mask;
+  const maskHeads = mask && mask.rank >= 3 ? mask.shape[mask.rank - 3]! : 1;
+  const maskAxis = mask ? mask.rank - 3 : 0;
+  const flat = (t: Tensor) =>
+    ops.reshape(t, [...t.shape.slice(0, -2), t.shape[t.rank - 2]! * t.shape[t.rank - 1]!]);
+  const parts = [q, k, v];
+  const widths = parts.map((t) => t.shape[t.rank - 2]! * t.shape[t.rank - 1]!);
+  const packed = ops.concat(parts.map(flat), -1);
+  const outs: Tensor[] = [];
+  for (let start = 0; start < heads; start += chunk) {
+    const end = Math.min(start + chunk, heads);
+    outs.push(
+      g.recompute(() => {
+        const piece = ops.slice(packed, [start], [end], [axis]);
+        const [qc, kc, vc] = split(piece, widths, -1).map((t, i) =>
+          ops.reshape(t, [...t.shape.slice(0, -1), ...parts[i]!.shape.slice(-2)]),
+        ) as [Tensor, Tensor, Tensor];
+        const m = mask && maskHeads > 1 ? ops.slice(mask, [start], [end], [maskAxis]) : mask;
+        return attentionCore(qc, kc, vc, { ...options, ...(m ? { mask: m } : {}) });
+      }),
+    );
+  }
+  return ops.concat(outs, axis);
+}
+
+function sameDims(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
 }
 
 /**
