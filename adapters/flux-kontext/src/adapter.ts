@@ -21,7 +21,7 @@ export interface FluxKontextAdapterSettings {
   lora?: { rank?: number; alpha?: number };
   /** The rollout bucket when no resolution is given (default 512×512). */
   resolution?: { width: number; height: number };
-  /** The output sizes it declares (default: the preferred Kontext resolutions). */
+  /** The output sizes it declares (default: Edit-R1's 512×512 training size and the preferred Kontext resolutions). */
   resolutions?: readonly (readonly [number, number])[];
 }
 
@@ -46,13 +46,19 @@ export function createFluxKontextAdapter(settings: FluxKontextAdapterSettings = 
     interfaceVersion: INTERFACE_VERSION,
     capabilities: {
       guidance: "distilled",
-      resolutions: settings.resolutions ?? PREFERRED_KONTEXT_RESOLUTIONS.map((r) => [r[0], r[1]] as const),
+      // Edit-R1 trains at 512×512 (the policy's default bucket), so `--resolution 512x512` must be accepted
+      // besides Kontext's preferred (~1 MP) editing sizes.
+      resolutions: settings.resolutions ?? [
+        [512, 512] as const,
+        ...PREFERRED_KONTEXT_RESOLUTIONS.map((r) => [r[0], r[1]] as const),
+      ],
       maxSourceImages: 1,
       loraTargets: EDIT_R1_LORA_TARGETS,
       dtypes: ["float32", "float16", "bfloat16"],
       devices: ["cpu", "cuda"],
       trainable: true,
       recompute: true,
+      attentionHeadChunk: true,
     },
     cli: {
       description: "FLUX.1-Kontext-dev (12B, distilled guidance), diffusers or BFL transformer layout",

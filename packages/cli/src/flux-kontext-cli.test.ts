@@ -76,7 +76,7 @@ describe("edit-r1 on a FLUX.1-Kontext-dev replica", () => {
     const c = capture();
     // A size the adapter does not declare came from --resolution: a usage error (exit 2).
     expect(await main(edit(out, "32x32"), c.io)).toBe(2);
-    expect(c.err.join("\n")).toMatch(/does not generate 32×32; it supports 672×1568/);
+    expect(c.err.join("\n")).toMatch(/does not generate 32×32; it supports 512×512, 672×1568/);
     expect(existsSync(out)).toBe(false);
   });
 });
