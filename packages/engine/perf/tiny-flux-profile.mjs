@@ -75,8 +75,15 @@ const runtime = new Runtime();
 const dir = mkdtempSync(path.join(tmpdir(), "tiny-flux-profile-"));
 let breakdown;
 try {
-  // 1. The profile (its own session: profiling adds a little per node).
-  const profiled = await runtime.compile(g, { outputs, profile: path.join(dir, "train") });
+  // 1. The profile (its own session: profiling adds a little per node). Without onnxruntime's memory
+  // pattern: profiled with it, the kernels summed to 2–3× the unprofiled run (the Q·Kᵀ products 10–40 ms
+  // instead of 1.9, with 60 % more page faults: fresh memory every run), while profiled without it they sum
+  // to about the unprofiled run, and the unprofiled run is as fast either way (measured 273 vs 285 ms).
+  const profiled = await runtime.compile(g, {
+    outputs,
+    profile: path.join(dir, "train"),
+    memoryPattern: false,
+  });
   await profiled.run(feeds);
   for (let i = 0; i < REPS; i++) await profiled.run(feeds);
   const file = await profiled.endProfiling();
@@ -118,9 +125,14 @@ const ma = mg.input("a", "float32", [n, n]);
 const mb = mg.input("b", "float32", [n, n]);
 const mm = await runtime.compile(mg, { outputs: { c: ops.matmul(ma, mb) } });
 await mm.keep({ a: rand(n * n), b: rand(n * n) });
+// The same MatMul on one thread: whether a second thread buys anything on this machine right now (cores
+// that are SMT siblings, or busy with other processes, give it nothing even for a large GEMM).
+const mm1 = await runtime.compile(mg, { outputs: { c: ops.matmul(ma, mb) }, threads: 1 });
+await mm1.keep({ a: rand(n * n), b: rand(n * n) });
 const run = {
   ...Object.fromEntries(Object.entries(variants).map(([k, s]) => [k, () => s.run(feeds)])),
   matmul: () => mm.run({}),
+  matmul_one_thread: () => mm1.run({}),
 };
 const times = Object.fromEntries(Object.keys(run).map((k) => [k, []]));
 for (const k of Object.keys(run)) await run[k]();
@@ -153,4 +165,5 @@ report("tiny-flux-profile", {
   },
   spinning_vs_default: Number((ms.default / ms.spinning).toFixed(3)),
   one_thread_vs_default: Number((ms.default / ms.one_thread).toFixed(3)),
+  matmul_one_thread_vs_default: Number((ms.matmul / ms.matmul_one_thread).toFixed(3)),
 });

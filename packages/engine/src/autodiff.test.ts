@@ -257,11 +257,34 @@ describe("composite functions through grad", () => {
     expectClose({ x: { shape: [3, 6] }, w: { shape: [6] } }, ({ x, w }) =>
       o.mul(o.mul(x!, o.reciprocal(o.sqrt(o.add(o.reduceMean(o.mul(x!, x!), [-1], true), 1e-6)))), w!),
     );
+    expectClose({ x: { shape: [3, 6] } }, ({ x }) =>
+      o.div(x!, o.sqrt(o.add(o.reduceMean(o.pow(x!, 2), [-1], true), 1e-6))),
+    );
+    // A Div whose upstream gradient is a ReduceSum's expanded one.
+    expectClose({ x: { shape: [2, 3] }, s: { shape: [2, 3], draw: positive } }, ({ x, s }) =>
+      o.reduceSum(o.div(x!, s!), [-1], true),
+    );
     expectClose({ x: { shape: [12], draw: (r) => 6 * r() - 3 } }, ({ x }) => {
       const inner = o.mul(o.add(x!, o.mul(o.pow(x!, 3), 0.044715)), Math.sqrt(2 / Math.PI));
       return o.mul(o.mul(x!, 0.5), o.add(o.tanh(inner), 1));
     });
     expectClose({ x: { shape: [12], draw: (r) => 6 * r() - 3 } }, ({ x }) => o.mul(x!, o.sigmoid(x!)));
+  });
+  it("RMS norm's backward multiplies by the mean's gradient without expanding it first", () => {
+    const g = new Graph();
+    const x = g.input("x", "float32", [3, 6]);
+    // As written with a product and as nn.rmsNorm writes it (x², then a Div).
+    const y = o.add(
+      o.mul(x, o.reciprocal(o.sqrt(o.add(o.reduceMean(o.mul(x, x), [-1], true), 1e-6)))),
+      o.div(x, o.sqrt(o.add(o.reduceMean(o.pow(x, 2), [-1], true), 1e-6))),
+    );
+    const forward = g.nodes.length;
+    grad(y, [x], { seed: g.input("dy", "float32", y.shape) });
+    const backward = g.nodes.slice(forward);
+    // x·x's and x²'s rules read the [3, 1] gradient the ReduceMean rule expanded: the Expands are left unused.
+    const used = new Set(backward.flatMap((n) => n.inputs.map((t) => t.id)));
+    const expands = backward.filter((n) => n.op === "Expand" && used.has(n.outputs[0]!.id));
+    expect(expands).toEqual([]);
   });
   it("attention softmax(Q K^T / sqrt(d)) V over [B, H, L, D]", () => {
     const s = { shape: [1, 2, 3, 4] };
@@ -284,18 +307,22 @@ describe("composite functions through grad", () => {
     });
     expectClose({ q: s, k: s, v: { shape: [6, 2] } }, ({ q, k, v }) => o.matmul(scores(q!, k!), v!));
   });
-  it("attention's backward reads the L×L probabilities and their gradient as few times as it can", () => {
+  it("attention's backward makes one L×L Mul and Sub for the softmax, no third L×L pass", () => {
     const g = new Graph();
-    const [q, k, v] = ["q", "k", "v"].map((n) => g.input(n, "float32", [1, 6, 4])) as [Tensor, Tensor, Tensor];
+    const [q, k, v] = ["q", "k", "v"].map((n) => g.input(n, "float32", [1, 6, 4])) as [
+      Tensor,
+      Tensor,
+      Tensor,
+    ];
     const out = attention(q, k, v);
     const forward = g.nodes.length;
     grad(out, [q, k, v], { seed: g.input("dy", "float32", out.shape) });
     const backward = g.nodes.slice(forward);
     const square = (t: Tensor) => t.rank === 4 && t.shape[2] === 6 && t.shape[3] === 6;
     const count = (op: string) => backward.filter((n) => n.op === op && n.inputs.some(square)).length;
-    // Softmax's rule: one Mul and one Sub over L×L (Σ g·y from the L×D output and its gradient, not a third
-    // L×L pass), and no L×L operand transposed for the weight-side products dV = Pᵀ dO and dK = dSᵀ Q.
-    expect([count("Mul"), count("Sub"), count("ReduceSum"), count("Transpose")]).toEqual([2, 1, 0, 0]);
+    // Softmax's rule: one Mul and one Sub over L×L (Σ g·y from the L×D output and its gradient instead of
+    // an L×L Mul and ReduceSum); the other L×L Mul is the gradient through the scores' scale (× 0.5).
+    expect([count("Mul"), count("Sub"), count("ReduceSum")]).toEqual([2, 1, 0]);
   });
 });
 

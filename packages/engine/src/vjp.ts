@@ -2,6 +2,7 @@ import type { DType } from "./dtype.js";
 import { GraphError, type Node, type Shape, type Tensor } from "./graph.js";
 import {
   add,
+  broadcastShapes,
   cast,
   concat,
   conv2d,
@@ -146,7 +147,8 @@ interface PaddedPiece {
 /** `t` as Pad(piece) with zeros before and/or after along a single axis, or undefined. */
 function zeroPadded(t: Tensor): PaddedPiece | undefined {
   const p = t.producer;
-  if (p?.op !== "Pad" || ((p.attrs.mode as string | undefined) ?? "constant") !== "constant") return undefined;
+  if (p?.op !== "Pad" || ((p.attrs.mode as string | undefined) ?? "constant") !== "constant")
+    return undefined;
   const [x, counts, fill] = p.inputs;
   if (!x || !counts || p.inputs.length > 3 || counts.source.kind !== "constant") return undefined;
   if (fill && (fill.source.kind !== "constant" || Number(fill.source.data[0]) !== 0)) return undefined;
@@ -222,20 +224,6 @@ function swapsLastTwo(t: Tensor): boolean {
   return perm.every((q, i) => (i < t.rank - 2 ? q === i : q === 2 * t.rank - 3 - i));
 }
 
-/**
- * For gb = aᵀ g (the gradient of b in a·b): whether computing (gᵀ a)ᵀ moves fewer elements through transposes
- * than aᵀ g. onnxruntime folds a last-two-axes Transpose into FusedMatMul's transA/transB, but a transposed
- * operand still costs about a copy of it (measured on 4×4×532×532 attention scores: 3.3 ms with the scores as
- * the transposed operand, 1.9 ms as a plain one), so the big operand should be the one read as it is. Either
- * form computes the same sums of products.
- */
-function transposesLess(a: Tensor, g: Tensor, b: Tensor, primal: (t: Tensor) => Tensor): boolean {
-  const bIsTransposed = swapsLastTwo(b); // its gradient goes through a Transpose rule that cancels a swap
-  const viaA = (swapsLastTwo(primal(a)) ? 0 : a.size) + (bIsTransposed ? b.size : 0);
-  const viaG = g.size + (bIsTransposed ? 0 : b.size);
-  return viaG < viaA;
-}
-
 const sameShape = (a: readonly number[], b: readonly number[]) =>
   a.length === b.length && a.every((d, i) => d === b[i]);
 
@@ -272,16 +260,36 @@ function binary(
   });
 }
 
+/**
+ * The input of an Expand `g` when broadcasting it against `shape` gives `g`'s shape anyway: a Mul or Div then
+ * reads the small tensor instead of a materialised copy (the ReduceMean/ReduceSum rules expand their gradient,
+ * and RMSNorm's x² is the next rule). The results are the same numbers.
+ */
+function unexpanded(g: Tensor, shape: Shape): Tensor {
+  const p = g.producer;
+  if (p?.op !== "Expand") return g;
+  const small = p.inputs[0]!;
+  const out = broadcastShapes(small.shape, shape);
+  return out && sameShape(out, g.shape) ? small : g;
+}
+
 binary("Add", (g) => g);
 binary("Sub", (g, _a, _b, _y, i) => (i === 0 ? g : neg(g)));
-binary("Mul", (g, a, b, _y, i) => mul(g, i === 0 ? b() : a()));
-binary("Div", (g, _a, b, y, i) => (i === 0 ? div(g, b()) : neg(div(mul(g, y()), b()))));
-binary("Pow", (g, a, b, y, i) =>
-  i === 0
-    ? mul(g, powDerivative(a(), b()))
-    : // d/db a^b = a^b ln a, taken as 0 where a ≤ 0 (ln undefined; the forward value is 0 or NaN there).
-      mul(g, where(greater(a(), 0), mul(y(), log(a())), 0)),
+binary("Mul", (g, a, b, _y, i) => {
+  const other = i === 0 ? b() : a();
+  return mul(unexpanded(g, other.shape), other);
+});
+binary("Div", (g, _a, b, y, i) =>
+  i === 0 ? div(unexpanded(g, b().shape), b()) : neg(div(mul(g, y()), b())),
 );
+binary("Pow", (g, a, b, y, i) => {
+  if (i === 0) {
+    const slope = powDerivative(a(), b());
+    return mul(unexpanded(g, slope.shape), slope);
+  }
+  // d/db a^b = a^b ln a, taken as 0 where a ≤ 0 (ln undefined; the forward value is 0 or NaN there).
+  return mul(g, where(greater(a(), 0), mul(y(), log(a())), 0));
+});
 
 /**
  * b·a^(b−1). A literal exponent (x², x³, √x as Pow) gets plain products: onnxruntime's Pow only has fast
@@ -396,9 +404,9 @@ registerVjp("MatMul", ({ node, grads, primal, needs }) => {
         b.producer?.op === "Transpose"
           ? transpose(matmul(transpose(g2, [1, 0]), a2), [1, 0])
           : matmul(transpose(a2, [1, 0]), g2);
-    } else if (sameShape(g.shape.slice(0, -2), b.shape.slice(0, -2)) && transposesLess(a, g, b, primal)) {
-      // gb = (gᵀ a)ᵀ, transposing g and the (small) product instead of a: dV = Pᵀ dO in attention, where a is the
-      // B·H·L·L probabilities. For b = kᵀ (scores q kᵀ) the outer transpose cancels against the Transpose rule.
+    } else if (swapsLastTwo(b) && sameShape(g.shape.slice(0, -2), b.shape.slice(0, -2))) {
+      // b = kᵀ (attention scores q kᵀ): compute dk = gᵀ a and hand back its transpose, which the Transpose
+      // rule's permute cancels, instead of transposing a for the product and the product back for dk.
       gb = swapLast(matmul(swapLast(g), primal(a)));
     } else {
       gb = unbroadcast(matmul(swapLast(primal(a), primal), g), b.shape);
@@ -575,7 +583,11 @@ function attentionRowDot(
 ): Tensor | undefined {
   const y = node.outputs[0]!;
   const p = g.producer;
-  if (axis !== y.rank - 1 || p?.op !== "MatMul" || !sameShape(p.inputs[0]!.shape.slice(0, -1), y.shape.slice(0, -1)))
+  if (
+    axis !== y.rank - 1 ||
+    p?.op !== "MatMul" ||
+    !sameShape(p.inputs[0]!.shape.slice(0, -1), y.shape.slice(0, -1))
+  )
     return undefined;
   const [dO, vT] = p.inputs as [Tensor, Tensor];
   // g = dO·vᵀ as built, and a forward node computes o = y·v: then the identity holds whatever made g (in
