@@ -8,68 +8,18 @@
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
-import { loadEngine, median, now, repoRoot, report, rotate, summarizeProfile } from "./perf-util.mjs";
+import { loadEngine, median, now, report, rotate, summarizeProfile } from "./perf-util.mjs";
+import { TOKENS, tinyFluxPerfGraph } from "./tiny-flux-util.mjs";
 
 const engine = await loadEngine();
-const { Graph, grad, ops, Runtime } = engine;
-const dist = (p) => import(path.join(repoRoot, p, "dist/index.js"));
-const [{ parseFluxTransformerConfig }, { VOCABULARY }, tiny] = await Promise.all([
-  dist("packages/models"),
-  dist("packages/shapes"),
-  dist("adapters/tiny"),
-]).catch((e) => {
-  throw new Error(`build models, shapes and adapters/tiny first (pnpm build): ${e.message}`);
-});
-const {
-  buildTinyVelocity,
-  InputWeights,
-  initTinyWeights,
-  TINY_TEXT_TOKENS,
-  TINY_TOKEN_CHANNELS,
-  TINY_TRANSFORMER_CONFIG_JSON,
-} = tiny;
-
+const { Graph, ops, Runtime } = engine;
 const B = Number(process.env.PERF_BATCH ?? 4);
-const TOKENS = 256;
 const REPS = Number(process.env.PERF_REPS ?? 5);
-const V = VOCABULARY.length;
-const config = parseFluxTransformerConfig(TINY_TRANSFORMER_CONFIG_JSON);
-const weights = initTinyWeights(config, { seed: 1, vocabSize: V, textTokens: TINY_TEXT_TOKENS });
-for (const w of weights.values())
-  for (let i = 0; i < w.length; i++) if (w[i] === 0) w[i] = ((i % 7) - 3) * 1e-3;
-
-let seed = 3;
-const rand = (n) =>
-  Float32Array.from({ length: n }, () => {
-    seed = (seed * 16807) % 2147483647;
-    return (seed / 2147483647) * 2 - 1;
-  });
-
-const g = new Graph("tiny-train");
-const iw = new InputWeights(g, "w/");
-const f = (n, s) => g.input(n, "float32", s);
-const inputs = {
-  xt: f("xt", [B, TOKENS, TINY_TOKEN_CHANNELS]),
-  t: f("t", [B]),
-  context: f("context", [B, TOKENS, TINY_TOKEN_CHANNELS]),
-  text: f("text", [B, TINY_TEXT_TOKENS, V]),
-};
-const v = buildTinyVelocity(g, config, iw, inputs).velocity;
-const loss = ops.reduceMean(ops.mul(v, v));
-const outputs = { loss };
-for (const [i, t] of grad(loss, [...iw.inputs.values()]).entries()) outputs[`g${i}`] = t;
-
-const feeds = {};
-for (const t of g.inputs) {
-  const name = t.source.name;
-  if (name.startsWith("w/")) feeds[name] = weights.get(name.slice(2));
-  else if (name === "t") feeds[name] = rand(B).map(Math.abs);
-  else if (name === "text") {
-    const a = new Float32Array(t.size);
-    for (let i = 0; i < B * TINY_TEXT_TOKENS; i++) a[i * V + (i % 12 < 8 ? 2 + ((i * 7) % (V - 2)) : 0)] = 1;
-    feeds[name] = a;
-  } else feeds[name] = rand(t.size);
-}
+const model = await tinyFluxPerfGraph(engine, B);
+const { g, feeds, rand } = model;
+const TINY_TEXT_TOKENS = model.textTokens;
+const outputs = { loss: model.loss };
+for (const [i, t] of model.gradients.entries()) outputs[`g${i}`] = t;
 
 const runtime = new Runtime();
 const dir = mkdtempSync(path.join(tmpdir(), "tiny-flux-profile-"));
