@@ -54,7 +54,11 @@ export async function planFluxKontextPolicy(
   const settings = { steps: options.steps ?? r.steps, guidance: options.guidance ?? r.guidance };
   const textTokens = options.maxSequenceLength ?? r.maxSequenceLength;
   const scheduler = flowScheduleConfigFromDiffusers({ ...FLUX_KONTEXT_SCHEDULER_CONFIG });
-  const bucketOptions = { dtype: options.dtype, recompute: options.recompute };
+  const bucketOptions = {
+    dtype: options.dtype,
+    recompute: options.recompute,
+    attentionHeadChunk: options.attentionHeadChunk,
+  };
   const grid = [height / VAE_FACTOR, width / VAE_FACTOR] as const;
   const policy = createGraphPolicy(
     {

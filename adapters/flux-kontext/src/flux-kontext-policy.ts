@@ -117,6 +117,7 @@ export async function loadFluxKontextPolicy(
     const bucketOptions: KontextBucketOptions = {
       dtype: options.dtype,
       ...(options.recompute ? { recompute: true } : {}),
+      attentionHeadChunk: options.attentionHeadChunk,
     };
 
     const bucketOf = (grid: readonly [number, number], textTokens: number): GraphBucket =>
@@ -154,6 +155,8 @@ export interface KontextBucketOptions {
   dtype?: ComputeDType | undefined;
   /** Gradient checkpointing per transformer block (each block's interior recomputed in the backward pass). */
   recompute?: boolean | undefined;
+  /** Heads per attention chunk (undefined: all 24 at once). */
+  attentionHeadChunk?: number | undefined;
 }
 
 /**
@@ -202,6 +205,9 @@ export function kontextBucket(
           dtype: options.dtype,
           lora,
           ...(options.recompute ? { recompute: true } : {}),
+          ...(options.attentionHeadChunk !== undefined
+            ? { attentionHeadChunk: options.attentionHeadChunk }
+            : {}),
         },
       );
     },

@@ -58,6 +58,7 @@ export function createQwenImageEditAdapter(settings: QwenImageEditAdapterSetting
       devices: ["cpu", "cuda"],
       trainable: true,
       recompute: true,
+      attentionHeadChunk: true,
     },
     cli: {
       description: "Qwen-Image-Edit v1 / 2509 / 2511 (20B MMDiT, Qwen2.5-VL-7B encoder, true CFG)",

@@ -65,7 +65,11 @@ export async function planQwenImageEditPolicy(
   const { stub } = shapeOnlyGuards("Qwen-Image-Edit", resolution, multiple, QwenImageEditError);
   const textTokens = options.maxTextTokens ?? 256;
   const scheduler = flowScheduleConfigFromDiffusers({ ...QWEN_IMAGE_SCHEDULER_CONFIG });
-  const bucketOptions = { dtype: options.dtype, recompute: options.recompute };
+  const bucketOptions = {
+    dtype: options.dtype,
+    recompute: options.recompute,
+    attentionHeadChunk: options.attentionHeadChunk,
+  };
   const target: QwenImageShape = [1, height / multiple, width / multiple];
   const shapesOf = (sources: readonly { width: number; height: number }[]): QwenImageShape[] => [
     target,

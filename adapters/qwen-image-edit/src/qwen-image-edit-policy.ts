@@ -93,6 +93,7 @@ export async function loadQwenImageEditPolicy(
       qwenImageEditBucket(model.transformer, model.scheduler, settings.steps, shapes, textTokens, {
         dtype: options.dtype,
         ...(options.recompute ? { recompute: true } : {}),
+        attentionHeadChunk: options.attentionHeadChunk,
       });
     /** [target, ...each source's VAE-latent shape] for a request. */
     const shapesOf = (request: EditRequest): QwenImageShape[] => [
@@ -158,6 +159,8 @@ export interface QwenImageEditBucketOptions {
   dtype?: ComputeDType | undefined;
   /** Gradient checkpointing per transformer block (each block's interior recomputed in the backward pass). */
   recompute?: boolean | undefined;
+  /** Heads per attention chunk (undefined: all 24 at once). */
+  attentionHeadChunk?: number | undefined;
 }
 
 /**
@@ -190,7 +193,15 @@ export function qwenImageEditBucket(
         g,
         transformer,
         { latents: xt, sources: cond.sources!, text: cond.text!, textMask: cond.text_mask!, timestep: t },
-        { imgShapes: shapes, dtype: options.dtype, lora, ...(options.recompute ? { recompute: true } : {}) },
+        {
+          imgShapes: shapes,
+          dtype: options.dtype,
+          lora,
+          ...(options.recompute ? { recompute: true } : {}),
+          ...(options.attentionHeadChunk !== undefined
+            ? { attentionHeadChunk: options.attentionHeadChunk }
+            : {}),
+        },
       ),
   };
 }

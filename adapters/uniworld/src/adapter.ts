@@ -55,8 +55,9 @@ export function createUniWorldAdapter(settings: UniWorldAdapterSettings = {}): A
       dtypes: ["float32", "float16", "bfloat16"],
       devices: ["cpu", "cuda"],
       trainable: true,
-      // Both bases checkpoint per block; the option passes through to the base's policy.
+      // Both bases checkpoint per block and chunk attention by heads; the options pass through to the base's policy.
       recompute: true,
+      attentionHeadChunk: true,
       bases: UNIWORLD_BASES,
       builtInLora: true,
     },

@@ -23,6 +23,11 @@ export interface PolicyTrainingOptions {
   threads?: number;
   /** Gradient checkpointing of v_θ in the fused training graph. */
   recompute?: boolean;
+  /**
+   * Heads per attention chunk in the transformer's graphs (core `AdapterLoadOptions.attentionHeadChunk`); the
+   * adapter passes it to its model builder. Undefined: all heads at once.
+   */
+  attentionHeadChunk?: number;
   /** Requests whose conditions are kept, least recently used dropped first (default 256). */
   conditionCacheSize?: number;
 }
@@ -51,8 +56,8 @@ export async function graphPolicyOptions(o: PolicyTrainingOptions): Promise<Grap
 
 /**
  * What core's AdapterLoadOptions give every graph-policy adapter's policy alike: the starting LoRA (and its
- * alpha), a fresh LoRA's configuration (`loraConfig`, else the adapter's default), the init seed, and the
- * rollout bucket as { width, height } (else the adapter's default).
+ * alpha), a fresh LoRA's configuration (`loraConfig`, else the adapter's default), the init seed, the
+ * rollout bucket as { width, height } (else the adapter's default), and the heads per attention chunk.
  */
 export function policyTrainingOptions(
   o: {
@@ -61,9 +66,13 @@ export function policyTrainingOptions(
     loraConfig?: PolicyTrainingOptions["lora"];
     initSeed?: number;
     resolution?: readonly [number, number];
+    attentionHeadChunk?: number;
   },
   defaults: { lora?: PolicyTrainingOptions["lora"]; resolution?: { width: number; height: number } } = {},
-): Pick<PolicyTrainingOptions, "initialLora" | "initialLoraAlpha" | "lora" | "initSeed"> & {
+): Pick<
+  PolicyTrainingOptions,
+  "initialLora" | "initialLoraAlpha" | "lora" | "initSeed" | "attentionHeadChunk"
+> & {
   resolution?: { width: number; height: number };
 } {
   const resolution = o.resolution ? { width: o.resolution[0], height: o.resolution[1] } : defaults.resolution;
@@ -74,6 +83,7 @@ export function policyTrainingOptions(
     ...(lora ? { lora } : {}),
     ...(o.initSeed !== undefined ? { initSeed: o.initSeed } : {}),
     ...(resolution ? { resolution } : {}),
+    ...(o.attentionHeadChunk !== undefined ? { attentionHeadChunk: o.attentionHeadChunk } : {}),
   };
 }
 

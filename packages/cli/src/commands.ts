@@ -27,7 +27,7 @@ export const COMMANDS: readonly Command[] = [
     name: "train",
     summary: "post-train an adapter with Edit-R1 (DiffusionNFT + judge reward)",
     usage:
-      "edit-r1 train [--adapter tiny] [--config run.json] [--data train.jsonl] [--reward <spec>] [--steps N] [--out runs/x] [--resume] [--seed N] [--no-bench] [--workers redis://host:port] [--rollout-lag N] [--store DIR] [--recompute] [adapter flags]",
+      "edit-r1 train [--adapter tiny] [--config run.json] [--data train.jsonl] [--reward <spec>] [--steps N] [--out runs/x] [--resume] [--seed N] [--no-bench] [--workers redis://host:port] [--rollout-lag N] [--store DIR] [--recompute] [--attention-chunk N] [adapter flags]",
     options: {
       ...adapterFlags,
       config: { type: "string" },
@@ -41,6 +41,7 @@ export const COMMANDS: readonly Command[] = [
       "rollout-lag": { type: "string" },
       store: { type: "string" },
       recompute: { type: "boolean" },
+      "attention-chunk": { type: "string" },
     },
     run: async (ctx) => (await import("./commands/train.js")).train(ctx),
   },
@@ -173,12 +174,13 @@ export const COMMANDS: readonly Command[] = [
     name: "plan",
     summary: "predict memory per phase (rollout, training step) for an adapter at a resolution, before a run",
     usage:
-      "edit-r1 plan --adapter <name> [--model dir] [--resolution WxH] [--device cpu|cuda|webgpu] [--dtype float32|float16|bfloat16] [--batch N] [--train] [--recompute] [--json]",
+      "edit-r1 plan --adapter <name> [--model dir] [--resolution WxH] [--device cpu|cuda|webgpu] [--dtype float32|float16|bfloat16] [--batch N] [--train] [--recompute] [--attention-chunk N] [--json]",
     options: {
       ...adapterFlags,
       batch: { type: "string" },
       train: { type: "boolean" },
       recompute: { type: "boolean" },
+      "attention-chunk": { type: "string" },
       json: { type: "boolean" },
     },
     run: async (ctx) => (await import("./commands/plan.js")).plan(ctx),

@@ -57,6 +57,10 @@ const BY_COMMAND: Readonly<Record<string, Readonly<Record<string, FlagHelp>>>> =
       undefined,
       "gradient checkpointing per transformer block (same loss and gradients, less memory, one more forward)",
     ],
+    "attention-chunk": [
+      "N",
+      "attention N heads at a time in rollouts and training (same results; one chunk's scores in memory, not all heads')",
+    ],
     workers: [
       "redis://host:port",
       "roll out on `edit-r1 worker` processes fed by this Redis queue ([/db][?queue=name]; one trainer per queue)",
@@ -123,6 +127,10 @@ const BY_COMMAND: Readonly<Record<string, Readonly<Record<string, FlagHelp>>>> =
     recompute: [
       undefined,
       "gradient checkpointing per transformer block (full-size shapes, or --model where the adapter checkpoints)",
+    ],
+    "attention-chunk": [
+      "N",
+      "plan attention N heads at a time (adapters that declare it; e.g. 4 of FLUX's or Qwen-Image's 24 heads)",
     ],
     json: [undefined, "print the plan as JSON"],
   },

@@ -65,6 +65,13 @@ describe("checkAdapter", () => {
     expect(() => checkAdapter(checkpointing, { recompute: true }, "edit")).toThrow(
       /--recompute\) is a training/,
     );
+    expect(() => checkAdapter(trainable, { attentionHeadChunk: 4 }, "train")).toThrow(
+      /"demo" cannot chunk its attention by heads; drop --attention-chunk/,
+    );
+    const chunking = { ...trainable, capabilities: { ...trainable.capabilities, attentionHeadChunk: true } };
+    expect(() => checkAdapter(chunking, { attentionHeadChunk: 4 }, "train")).not.toThrow();
+    expect(() => checkAdapter(chunking, { attentionHeadChunk: 0 }, "train")).toThrow(/whole number of heads/);
+    expect(() => checkAdapter(chunking, { attentionHeadChunk: 4 }, "edit")).toThrow(/train, plan/);
     expect(() => checkAdapter(trainable, { lora: "x", loraConfig: { rank: 4 } }, "train")).toThrow(
       /either a LoRA to start from/,
     );

@@ -33,6 +33,11 @@ export interface AdapterCapabilities {
   builtInLora?: boolean;
   /** Its training graph can checkpoint per transformer block (`AdapterLoadOptions.recompute`, --recompute). */
   recompute?: boolean;
+  /**
+   * Its policy's graphs can compute attention a few heads at a time (`AdapterLoadOptions.attentionHeadChunk`,
+   * --attention-chunk).
+   */
+  attentionHeadChunk?: boolean;
 }
 
 export interface AdapterLoadOptions {
@@ -70,6 +75,13 @@ export interface AdapterLoadOptions {
    * kept, so the activation peak is about one block's instead of every block's, for one more forward.
    */
   recompute?: boolean;
+  /**
+   * Heads per attention chunk in the policy's rollout and training graphs (adapters that declare
+   * `capabilities.attentionHeadChunk`): attention runs over that many heads at a time, so one chunk's score
+   * matrix is alive instead of every head's (the rollout's memory peak at high resolution), and in training each
+   * chunk's scores are recomputed in its own backward. Same results; a few more, smaller kernels.
+   */
+  attentionHeadChunk?: number;
 }
 
 /** What the command line needs to know about an adapter, so adding one touches no command code. */
@@ -212,6 +224,18 @@ export function checkAdapter(
       throw new ConfigError(`${name}: gradient checkpointing (--recompute) is a training option.`);
     if (!caps.recompute)
       throw new ConfigError(`${name} cannot checkpoint its training graph per block; drop --recompute.`);
+  }
+  if (options.attentionHeadChunk !== undefined) {
+    if (!(Number.isInteger(options.attentionHeadChunk) && options.attentionHeadChunk >= 1))
+      throw new ConfigError(
+        `${name}: --attention-chunk must be a whole number of heads ≥ 1, got ${options.attentionHeadChunk}.`,
+      );
+    if (purpose !== "train")
+      throw new ConfigError(
+        `${name}: --attention-chunk applies to the training policy's graphs (train, plan); drop it here.`,
+      );
+    if (!caps.attentionHeadChunk)
+      throw new ConfigError(`${name} cannot chunk its attention by heads; drop --attention-chunk.`);
   }
   if (purpose === "train" && options.loraScale !== undefined && options.loraScale !== 1)
     throw new ConfigError(

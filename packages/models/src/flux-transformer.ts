@@ -48,6 +48,11 @@ export interface FluxTransformerOptions {
   lora?: LoraOptions;
   /** Mark each block as a gradient-checkpointing region. */
   recompute?: boolean;
+  /**
+   * Heads per attention chunk (1…24 for FLUX.1): attention runs that many heads at a time, so one chunk's
+   * scores are alive instead of all heads' (the engine's `headChunk`). Same result; undefined: all at once.
+   */
+  attentionHeadChunk?: number | undefined;
   /** Module-path prefix of the nodes (e.g. "v_theta"), so several passes in one graph stay readable. */
   scope?: string;
 }
@@ -84,7 +89,7 @@ export function buildFluxTransformer(
   const ctx = moduleContext(g, weights, options);
   const dims = checkInputs(config, inputs);
   const sample = inScope(g, options.scope, () =>
-    forward(ctx, config, inputs, dims, options.recompute ?? false),
+    forward(ctx, config, inputs, dims, options.recompute ?? false, options.attentionHeadChunk),
   );
   return { sample, lora: ctx.lora?.parameters ?? [] };
 }
@@ -102,6 +107,7 @@ function forward(
   inputs: FluxTransformerInputs,
   dims: Dims,
   recompute: boolean,
+  headChunk: number | undefined,
 ): Tensor {
   const dtype = ctx.weights.dtype;
   const g = inputs.hiddenStates.graph;
@@ -116,7 +122,7 @@ function forward(
   const rope = g.scope("pos_embed", () =>
     fluxRotaryEmbedding(ops.concat([inputs.txtIds, inputs.imgIds], 0), config.axesDimsRope),
   );
-  const heads = headShape(config);
+  const heads = { ...headShape(config), headChunk };
 
   for (let i = 0; i < config.numLayers; i++) {
     const name = `transformer_blocks.${i}`;
@@ -169,7 +175,7 @@ function singleBlock(
     const q = splitHeads(ctx, linear(ctx, `${a}.to_q`, sn, inner), heads, norm("norm_q"));
     const k = splitHeads(ctx, linear(ctx, `${a}.to_k`, sn, inner), heads, norm("norm_k"));
     const v = splitHeads(ctx, linear(ctx, `${a}.to_v`, sn, inner), heads);
-    const attn = ropeAttention(q, k, v, rope);
+    const attn = ropeAttention(q, k, v, rope, undefined, heads.headChunk);
     const mlp = geluTanh(linear(ctx, `${name}.proj_mlp`, sn, inner * 4));
     const out = linear(ctx, `${name}.proj_out`, ops.concat([attn, mlp], 2), inner);
     return ops.add(s, ops.mul(gate!, out));

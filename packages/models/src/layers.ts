@@ -67,10 +67,15 @@ export function layerNorm(x: Tensor, eps: number): Tensor {
 
 // ---- Attention ----------------------------------------------------------------------------------------
 
-/** Heads of a multi-head attention: how many, and the width of each. */
+/** Heads of a multi-head attention: how many, the width of each, and how many attend at a time. */
 export interface HeadShape {
   heads: number;
   headDim: number;
+  /**
+   * Heads per attention chunk (the engine's `headChunk`): attention over that many heads at a time, so one
+   * chunk's scores are alive instead of all heads'. Undefined: all heads at once.
+   */
+  headChunk?: number | undefined;
 }
 
 /** The heads of a transformer config with diffusers' `num_attention_heads` and `attention_head_dim`. */
@@ -102,11 +107,23 @@ export function mergeHeads(x: Tensor): Tensor {
 
 /**
  * Attention over q/k/v [B, heads, L, dim] with rotary q and k (interleaved pairs, products in fp32), back to
- * [B, L, heads·dim]; `mask` is additive over the keys.
+ * [B, L, heads·dim]; `mask` is additive over the keys; `headChunk` heads at a time when given.
  */
-export function ropeAttention(q: Tensor, k: Tensor, v: Tensor, rope: RotaryTables, mask?: Tensor): Tensor {
+export function ropeAttention(
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  rope: RotaryTables,
+  mask?: Tensor,
+  headChunk?: number,
+): Tensor {
   const rotate = (t: Tensor) => inFloat32(t, (t32) => nn.applyRotary(t32, rope.cos, rope.sin, true));
-  return mergeHeads(nn.scaledDotProductAttention(rotate(q), rotate(k), v, mask ? { mask } : {}));
+  return mergeHeads(
+    nn.scaledDotProductAttention(rotate(q), rotate(k), v, {
+      ...(mask ? { mask } : {}),
+      ...(headChunk !== undefined ? { headChunk } : {}),
+    }),
+  );
 }
 
 // ---- FLUX-family (MM-DiT) transformer pieces ------------------------------------------------------------
@@ -252,7 +269,7 @@ export function doubleStreamBlock(
     const q = joint("add_q_proj", "to_q", "norm_added_q", "norm_q");
     const k = joint("add_k_proj", "to_k", "norm_added_k", "norm_k");
     const v = joint("add_v_proj", "to_v");
-    const attn = ropeAttention(q, k, v, rope, mask);
+    const attn = ropeAttention(q, k, v, rope, mask, heads.headChunk);
     const attnC = ops.slice(attn, [0], [textTokens], [1]);
     const attnX = ops.slice(attn, [textTokens], [attn.shape[1]!], [1]);
 

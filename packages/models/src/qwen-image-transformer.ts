@@ -44,6 +44,11 @@ export interface QwenImageTransformerOptions {
   lora?: LoraOptions;
   /** Mark each block as a gradient-checkpointing region. */
   recompute?: boolean;
+  /**
+   * Heads per attention chunk (1…24 for Qwen-Image): attention runs that many heads at a time, so one chunk's
+   * scores are alive instead of all heads' (the engine's `headChunk`). Same result; undefined: all at once.
+   */
+  attentionHeadChunk?: number | undefined;
   /** Module-path prefix of the nodes (e.g. "v_theta"). */
   scope?: string;
 }
@@ -83,7 +88,9 @@ export function buildQwenImageTransformer(
 ): QwenImageTransformerOutput {
   const ctx = moduleContext(g, weights, options);
   checkInputs(config, inputs);
-  const sample = inScope(g, options.scope, () => forward(ctx, config, inputs, options.recompute ?? false));
+  const sample = inScope(g, options.scope, () =>
+    forward(ctx, config, inputs, options.recompute ?? false, options.attentionHeadChunk),
+  );
   return { sample, lora: ctx.lora?.parameters ?? [] };
 }
 
@@ -92,6 +99,7 @@ function forward(
   config: QwenImageTransformerConfig,
   inputs: QwenImageTransformerInputs,
   recompute: boolean,
+  headChunk: number | undefined,
 ): Tensor {
   const dtype = ctx.weights.dtype;
   const g = inputs.hiddenStates.graph;
@@ -128,7 +136,7 @@ function forward(
     return fluxRotaryEmbedding(all, config.axesDimsRope);
   });
   const mask = inputs.encoderHiddenStatesMask && g.scope("attention_mask", () => keyMask(inputs));
-  const heads = headShape(config);
+  const heads = { ...headShape(config), headChunk };
 
   for (let i = 0; i < config.numLayers; i++) {
     const name = `transformer_blocks.${i}`;

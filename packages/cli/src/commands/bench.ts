@@ -50,8 +50,9 @@ export function adapterOptions(ctx: CommandContext): AdapterLoadOptions {
     guidance: numberFlag(ctx, "guidance"),
     dtype: dtype as AdapterLoadOptions["dtype"],
     resolution: size ? [Number(size[1]), Number(size[2])] : undefined,
-    // Only commands that take --recompute (train, plan) can set it.
+    // Only commands that take --recompute and --attention-chunk (train, plan) can set them.
     recompute: ctx.values.recompute === true ? true : undefined,
+    attentionHeadChunk: intFlag(ctx, "attention-chunk", 1),
   };
   // Absent flags stay absent, so an adapter's own defaults apply.
   return Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as AdapterLoadOptions;

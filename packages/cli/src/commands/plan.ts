@@ -67,7 +67,8 @@ type PlannablePolicy = TrainablePolicy & {
  * walks each: weights as stored, cast copies and folded constants, feeds, and the peak of live activations
  * (`planMemory`). Without `--model`, an adapter that ships its full-size checkpoint's tensor shapes
  * (`cli.loadShapePolicy`) is planned at full size with no weights on the machine; `--recompute` plans
- * gradient checkpointing per transformer block (also with `--model`, for adapters that declare it). The runtime's own memory (onnxruntime, Node, thread pools,
+ * gradient checkpointing per transformer block (also with `--model`, for adapters that declare it), and
+ * `--attention-chunk N` attention N heads at a time. The runtime's own memory (onnxruntime, Node, thread pools,
  * a CUDA context) is not included.
  */
 export async function plan(ctx: CommandContext): Promise<number> {
@@ -94,6 +95,9 @@ export async function plan(ctx: CommandContext): Promise<number> {
     instruction: "remove the red circle",
     source: grey(width, height),
   };
+  const headChunk = options.attentionHeadChunk;
+  if (headChunk !== undefined && !adapter.capabilities.attentionHeadChunk)
+    throw new UsageError(`adapter "${name}" cannot chunk its attention by heads; drop --attention-chunk.`);
   const loadShapes = options.model === undefined ? adapter.cli.loadShapePolicy : undefined;
   // With --model the adapter's own policy plans it, which it can where it declares per-block checkpointing.
   if (recompute && !loadShapes && !adapter.capabilities.recompute)
@@ -152,6 +156,7 @@ export async function plan(ctx: CommandContext): Promise<number> {
           device,
           dtype,
           recompute,
+          ...(headChunk !== undefined ? { attentionHeadChunk: headChunk } : {}),
           ...(shapes ? { shapes } : {}),
           phases,
           ...(state ? { training: state } : {}),
@@ -168,7 +173,8 @@ export async function plan(ctx: CommandContext): Promise<number> {
   }
   ctx.out(
     `plan: ${name} at ${width}×${height}, batch ${batch}, ${dtype}, device ${device}` +
-      (recompute ? ", gradient checkpointing per block" : ""),
+      (recompute ? ", gradient checkpointing per block" : "") +
+      (headChunk !== undefined ? `, attention ${headChunk} head${headChunk === 1 ? "" : "s"} at a time` : ""),
   );
   if (shapes) {
     ctx.out(
