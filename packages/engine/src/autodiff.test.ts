@@ -270,7 +270,7 @@ describe("composite functions through grad", () => {
     });
     expectClose({ x: { shape: [12], draw: (r) => 6 * r() - 3 } }, ({ x }) => o.mul(x!, o.sigmoid(x!)));
   });
-  it("RMS norm's backward multiplies by the mean's gradient without expanding it first", () => {
+  it("RMS norm's backward: the mean's gradient unexpanded, one full-size Div", () => {
     const g = new Graph();
     const x = g.input("x", "float32", [3, 6]);
     // As written with a product and as nn.rmsNorm writes it (x², then a Div).
@@ -285,6 +285,9 @@ describe("composite functions through grad", () => {
     const used = new Set(backward.flatMap((n) => n.inputs.map((t) => t.id)));
     const expands = backward.filter((n) => n.op === "Expand" && used.has(n.outputs[0]!.id));
     expect(expands).toEqual([]);
+    // x / rms: one full-size Div (g / rms); the rms side sums g·y first and divides the [3, 1] sum.
+    const fullDivs = backward.filter((n) => n.op === "Div" && n.outputs[0]!.size === x.size);
+    expect(fullDivs.length).toBe(1);
   });
   it("attention softmax(Q K^T / sqrt(d)) V over [B, H, L, D]", () => {
     const s = { shape: [1, 2, 3, 4] };

@@ -279,8 +279,10 @@ binary("Mul", (g, a, b, _y, i) => {
   const other = i === 0 ? b() : a();
   return mul(unexpanded(g, other.shape), other);
 });
+// For a broadcast divisor (RMSNorm's x / rms), −Σ g·y / b: summed over the broadcast axes before dividing by b,
+// which is constant along them, so the Div and Neg run on b's size instead of the full tensor's.
 binary("Div", (g, _a, b, y, i) =>
-  i === 0 ? div(unexpanded(g, b().shape), b()) : neg(div(mul(g, y()), b())),
+  i === 0 ? div(unexpanded(g, b().shape), b()) : neg(div(unbroadcast(mul(g, y()), b().shape), b())),
 );
 binary("Pow", (g, a, b, y, i) => {
   if (i === 0) {
