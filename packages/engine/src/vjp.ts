@@ -567,17 +567,18 @@ registerVjp("Softmax", ({ node, grads, primal }) => {
   const y = primal(node.outputs[0]!);
   const g = grads[0]!;
   const axis = normAxis((node.attrs.axis as number | undefined) ?? -1, y.rank);
-  const rowDot = attentionRowDot(node, g, axis, primal) ?? reduceSum(mul(g, y), [axis], true);
-  return [mul(y, sub(g, rowDot))];
+  const shifted = attentionShifted(node, g, axis, primal) ?? sub(g, reduceSum(mul(g, y), [axis], true));
+  return [mul(y, shifted)];
 });
 
 /**
- * Σⱼ gᵢⱼ·yᵢⱼ for attention probabilities y whose only gradient comes from o = y·v (so g = dO·vᵀ): it equals
- * Σ_d dOᵢd·oᵢd, since Σⱼ (Σ_d dOᵢd vⱼd) yᵢⱼ = Σ_d dOᵢd (y v)ᵢd. That reads the B·H·L·d output and its
- * gradient instead of two B·H·L·L tensors: one full-size Mul and ReduceSum fewer in every attention's
- * backward. Undefined when g is not such a product (then the rule reduces g·y).
+ * g − Σⱼ gᵢⱼ·yᵢⱼ for attention probabilities y whose gradient is g = dO·vᵀ, from o = y·v. The row sums equal
+ * rᵢ = Σ_d dOᵢd·oᵢd, since Σⱼ (Σ_d dOᵢd vⱼd) yᵢⱼ = Σ_d dOᵢd (y v)ᵢd: they read the B·H·L·d output and its
+ * gradient instead of two B·H·L·L tensors. And the subtraction rides in the product itself,
+ * [dO, −r]·[v, 1]ᵀ = dO·vᵀ − r (one more column to contract) instead of another pass over B·H·L·L: the rule's
+ * only full-size pass left is the final y·(…). Undefined when g is not such a product.
  */
-function attentionRowDot(
+function attentionShifted(
   node: Node,
   g: Tensor,
   axis: number,
@@ -603,7 +604,10 @@ function attentionRowDot(
       isSwapOf(vT, primal(n.inputs[1]!), primal),
   );
   if (!forward) return undefined;
-  return reduceSum(mul(dO, primal(forward.outputs[0]!)), [axis], true);
+  const v = primal(forward.inputs[1]!);
+  const r = reduceSum(mul(dO, primal(forward.outputs[0]!)), [axis], true);
+  const ones = expand(y.graph.constant(1, [], v.dtype), [...v.shape.slice(0, -1), 1]);
+  return matmul(concat([dO, neg(r)], -1), swapLast(concat([v, ones], -1)));
 }
 
 /** Whether `t` is `v` with its last two axes swapped, as the MatMul rule's swapLast(v) builds it. */
