@@ -145,6 +145,19 @@ describe.each(fixtures.map((f) => [f.name, f] as const))("FLUX transformer vs fi
     expect(maxAbsDiff(a!, b!)).toBe(0);
   });
 
+  it("computes attention one head at a time when asked, without changing the output", () => {
+    const plain = build(inMemory(fp32));
+    const chunked = build(inMemory(fp32), { attentionHeadChunk: 1 });
+    const softmaxes = (b: typeof plain) => b.g.nodes.filter((n) => n.op === "Softmax").length;
+    const blocks = config.numLayers + config.numSingleLayers;
+    expect(config.numAttentionHeads).toBeGreaterThan(1);
+    expect(softmaxes(plain)).toBe(blocks);
+    expect(softmaxes(chunked)).toBe(blocks * config.numAttentionHeads);
+    const [a] = evaluate(plain.g, feeds(), [plain.sample]);
+    const [b] = evaluate(chunked.g, feeds(), [chunked.sample]);
+    expect(maxAbsDiff(a!, b!)).toBeLessThanOrEqual(1e-12);
+  });
+
   it("has teeth: swapped norm_out halves, a dropped context-image offset or swapped rotary axes fail", () => {
     const swapHalves = inMemory(fp32, (name, d) => {
       if (!name.startsWith("norm_out.linear.")) return d;

@@ -283,6 +283,17 @@ describe.each(fixtures.map((f) => [f.name, f] as const))(
       expect(maxAbsDiff(a!, b!)).toBe(0);
     });
 
+    it("computes attention one head at a time when asked, without changing the output", () => {
+      const plain = build(inMemory(fp32));
+      const chunked = build(inMemory(fp32), { attentionHeadChunk: 1 });
+      const softmaxes = (b: typeof plain) => b.g.nodes.filter((n) => n.op === "Softmax").length;
+      expect(config.numAttentionHeads).toBeGreaterThan(1);
+      expect(softmaxes(chunked)).toBe(softmaxes(plain) * config.numAttentionHeads);
+      const [a] = evaluate(plain.g, feeds(), [plain.sample]);
+      const [b] = evaluate(chunked.g, feeds(), [chunked.sample]);
+      expect(maxAbsDiff(a!, b!)).toBeLessThanOrEqual(1e-12);
+    });
+
     it("adds LoRA on the Edit-R1 targets as PEFT-named inputs, equal to merged weights", () => {
       const rank = 2;
       const alpha = 4;
