@@ -193,6 +193,32 @@ describe("VJP rules vs central differences (float64 interpreter, rtol 1e-6)", ()
     const apartOps = count(apart, [8, 3]);
     expect([apartOps("Pad"), apartOps("Add")]).toEqual([2, 1]);
   });
+  it("gradients are not reshaped to the shape they have, nor twice in a row", () => {
+    const reshapes = (build: (x: Tensor) => Tensor) => {
+      const g = new Graph();
+      const x = g.input("x", "float32", [2, 3, 4]);
+      const y = build(x);
+      const [dx] = grad(y, [x], { seed: g.input("dy", "float32", y.shape) });
+      const seen = new Set<number>();
+      let n = 0;
+      const walk = (t: Tensor) => {
+        const p = t.producer;
+        if (!p || seen.has(p.id)) return;
+        seen.add(p.id);
+        if (p.op === "Reshape") n++;
+        p.inputs.forEach(walk);
+      };
+      walk(dx!);
+      return n;
+    };
+    // keepdims reductions: their gradient already has the kept shape.
+    expect(reshapes((x) => o.reduceSum(o.mul(x, x), [2], true))).toBe(0);
+    expect(reshapes((x) => o.reduceMean(x, [1, 2], true))).toBe(0);
+    // Two Reshapes back to back: one Reshape of the gradient (the forward's own two are not on dx's path).
+    expect(reshapes((x) => o.reshape(o.reshape(x, [6, 4]), [24]))).toBe(1);
+    expectClose({ x: { shape: [2, 3, 4] } }, ({ x }) => o.reshape(o.reshape(x!, [6, 4]), [24]));
+    expectClose({ x: { shape: [2, 3, 4] } }, ({ x }) => o.mul(o.reduceMean(x!, [1, 2], true), x!));
+  });
   it("Gather with repeated and negative indices (gradients accumulate)", () => {
     const idx = (g: Graph) => g.constant([2, -1, 0, 2, 2, 1], [2, 3], "int64");
     expectClose({ x: { shape: [4, 3] } }, ({ x }, g) => o.gather(x!, idx(g), 0));

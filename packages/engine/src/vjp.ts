@@ -100,7 +100,7 @@ export function unbroadcast(g: Tensor, shape: Shape): Tensor {
     if (i < lead || (shape[i - lead] === 1 && d !== 1)) axes.push(i);
   });
   const summed = axes.length > 0 ? reduceSum(g, axes, true) : g;
-  return reshape(summed, [...shape]);
+  return reshapeGrad(summed, shape);
 }
 
 /**
@@ -166,6 +166,22 @@ function padAxis(t: Tensor, axis: number, before: number, after: number): Tensor
   pads[axis] = before;
   pads[axis + t.rank] = after;
   return pad(t, pads);
+}
+
+/**
+ * `t` reshaped to `shape` with as few Reshape nodes as it takes: none when it has that shape already (a
+ * keepdims reduction's gradient, a Reshape's gradient that is itself a Reshape's), one from the input of a
+ * Reshape that made `t` (outside recompute regions, whose interior the backward reads only through `primal`).
+ * Each Reshape left out is one kernel less per run (the tiny FLUX step had 57 that changed nothing).
+ */
+function reshapeGrad(t: Tensor, shape: Shape): Tensor {
+  if (sameShape(t.shape, shape)) return t;
+  const p = t.producer;
+  if (p?.op === "Reshape" && p.recompute === undefined) {
+    const source = p.inputs[0]!;
+    return sameShape(source.shape, shape) ? source : reshape(source, [...shape]);
+  }
+  return reshape(t, [...shape]);
 }
 
 /** Zeros of a shape without a full-size literal in the model. */
@@ -417,7 +433,7 @@ registerVjp("MatMul", ({ node, grads, primal, needs }) => {
   return [ga, gb];
 });
 
-registerVjp("Reshape", ({ node, grads }) => [reshape(grads[0]!, [...node.inputs[0]!.shape])]);
+registerVjp("Reshape", ({ node, grads }) => [reshapeGrad(grads[0]!, node.inputs[0]!.shape)]);
 
 registerVjp("Transpose", ({ node, grads }) => {
   const x = node.inputs[0]!;
@@ -542,7 +558,7 @@ function reducedAxes(node: Node): { axes: number[]; keepShape: number[] } {
 registerVjp("ReduceSum", ({ node, grads }) => {
   const x = node.inputs[0]!;
   const { keepShape } = reducedAxes(node);
-  return [expand(reshape(grads[0]!, keepShape), [...x.shape])];
+  return [expand(reshapeGrad(grads[0]!, keepShape), [...x.shape])];
 });
 
 registerVjp("ReduceMean", ({ node, grads }) => {
@@ -550,17 +566,17 @@ registerVjp("ReduceMean", ({ node, grads }) => {
   const { keepShape } = reducedAxes(node);
   const count = x.size / keepShape.reduce((p, d) => p * d, 1);
   // Divide by the integer count rather than multiply by 1/count, which a float32 literal would round.
-  return [expand(reshape(div(grads[0]!, count), keepShape), [...x.shape])];
+  return [expand(reshapeGrad(div(grads[0]!, count), keepShape), [...x.shape])];
 });
 
 registerVjp("ReduceMax", ({ node, grads, primal }) => {
   // Ties share the gradient evenly, so the rule is the average of the subgradients of the tied maxima.
   const x = primal(node.inputs[0]!);
   const { axes, keepShape } = reducedAxes(node);
-  const y = reshape(primal(node.outputs[0]!), keepShape);
+  const y = reshapeGrad(primal(node.outputs[0]!), keepShape);
   const mask = cast(equal(x, y), x.dtype);
   const share = div(mask, reduceSum(mask, axes, true));
-  return [mul(reshape(grads[0]!, keepShape), share)];
+  return [mul(reshapeGrad(grads[0]!, keepShape), share)];
 });
 
 registerVjp("Softmax", ({ node, grads, primal }) => {
