@@ -55,7 +55,7 @@ export function createFluxKontextAdapter(settings: FluxKontextAdapterSettings = 
       maxSourceImages: 1,
       loraTargets: EDIT_R1_LORA_TARGETS,
       dtypes: ["float32", "float16", "bfloat16"],
-      devices: ["cpu", "cuda"],
+      devices: ["cpu", "cuda", "webgpu"],
       trainable: true,
       recompute: true,
       attentionHeadChunk: true,

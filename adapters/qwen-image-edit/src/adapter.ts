@@ -55,7 +55,7 @@ export function createQwenImageEditAdapter(settings: QwenImageEditAdapterSetting
       maxSourceImages: 3,
       loraTargets: EDIT_R1_LORA_TARGETS,
       dtypes: ["float32", "float16", "bfloat16"],
-      devices: ["cpu", "cuda"],
+      devices: ["cpu", "cuda", "webgpu"],
       trainable: true,
       recompute: true,
       attentionHeadChunk: true,

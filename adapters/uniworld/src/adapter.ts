@@ -53,7 +53,7 @@ export function createUniWorldAdapter(settings: UniWorldAdapterSettings = {}): A
       maxSourceImages: 3,
       loraTargets: EDIT_R1_LORA_TARGETS,
       dtypes: ["float32", "float16", "bfloat16"],
-      devices: ["cpu", "cuda"],
+      devices: ["cpu", "cuda", "webgpu"],
       trainable: true,
       // Both bases checkpoint per block and chunk attention by heads; the options pass through to the base's policy.
       recompute: true,

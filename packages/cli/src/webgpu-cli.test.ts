@@ -2,10 +2,11 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { decodeImage, type EditRequest } from "@edit-r1/core";
-import { openSafetensors, probeProvider, Runtime, WEBGPU_INSTALL_HINT } from "@edit-r1/engine";
+import { type Graph, openSafetensors, type Tensor } from "@edit-r1/engine";
 import { afterAll, describe, expect, it } from "vitest";
 import { main } from "./main.js";
 import { loadAdapter } from "./registry.js";
+import { patternRequest, webgpuLoads, webgpuMatchesCpu } from "./test-webgpu.js";
 
 /**
  * The tiny adapter on `--device webgpu` against `--device cpu` (on CI: onnxruntime-node's WebGPU provider on
@@ -18,20 +19,7 @@ import { loadAdapter } from "./registry.js";
  *   step): its normalised update m/(√v + ε) turns the last-bit differences of gradients near ε into whole steps.
  */
 
-async function webgpuLoads(): Promise<boolean> {
-  const probe = await probeProvider("webgpu");
-  if (probe.loads) return true;
-  const reason = `WebGPU does not load here (${probe.error ?? "no error given"}). ${WEBGPU_INSTALL_HINT}.`;
-  const ci = process.env.CI;
-  if (ci && ci !== "0" && ci.toLowerCase() !== "false")
-    it("WebGPU loads (required in CI: .ci/run runs scripts/ensure-vulkan.sh)", () => {
-      throw new Error(reason);
-    });
-  else console.warn(`skipping the CLI's WebGPU tests: ${reason}`);
-  return false;
-}
-
-const WEBGPU = await webgpuLoads();
+const WEBGPU = await webgpuLoads("the CLI's WebGPU tests");
 
 const root = resolve(import.meta.dirname, "../../..");
 const source = join(root, "adapters/tiny/examples/red-circle-and-green-triangle.png");
@@ -43,18 +31,6 @@ async function run(args: string[]): Promise<{ code: number; out: string; err: st
   const err: string[] = [];
   const code = await main(args, { out: (l) => out.push(l), err: (l) => err.push(l) });
   return { code, out: out.join("\n"), err: err.join("\n") };
-}
-
-function relDiff(got: ArrayLike<number>, want: ArrayLike<number>): { abs: number; rel: number } {
-  expect(got.length).toBe(want.length);
-  let abs = 0;
-  let scale = 0;
-  for (let i = 0; i < want.length; i++) {
-    abs = Math.max(abs, Math.abs(got[i]! - want[i]!));
-    scale = Math.max(scale, Math.abs(want[i]!));
-  }
-  expect(scale).toBeGreaterThan(0);
-  return { abs, rel: abs / scale };
 }
 
 describe.runIf(WEBGPU)("the tiny adapter on --device webgpu matches --device cpu", () => {
@@ -83,59 +59,18 @@ describe.runIf(WEBGPU)("the tiny adapter on --device webgpu matches --device cpu
   it("the rollout velocity and the training step's loss and LoRA gradients, every node on WebGPU", async () => {
     const adapter = await loadAdapter("tiny");
     const policy = await adapter.loadPolicy!({ device: "cpu" });
-    const request: EditRequest = {
-      key: "k",
-      instruction: "remove the red circle",
-      source: { width: 16, height: 16, data: Uint8Array.from({ length: 768 }, (_, i) => (i * 37) % 256) },
-    };
     const graphs = (
       policy as unknown as {
-        graphs(r: EditRequest, batch: number): Record<string, { graph: never; outputs: never }>;
+        graphs(
+          r: EditRequest,
+          batch: number,
+        ): Record<string, { graph: Graph; outputs: Record<string, Tensor> }>;
       }
-    ).graphs(request, 2);
+    ).graphs(patternRequest(16), 2);
     await (policy as { dispose?: () => Promise<void> }).dispose?.();
-    const rt = new Runtime({ workers: 1 });
-    const figures: string[] = [];
-    try {
-      for (const [kind, built] of Object.entries(graphs)) {
-        const cpu = await rt.compile(built.graph, { outputs: built.outputs, device: "cpu" });
-        const gpu = await rt.compile(built.graph, {
-          outputs: built.outputs,
-          device: "webgpu",
-          cpuFallback: false,
-        });
-        const feeds: Record<string, Float32Array> = {};
-        for (const spec of cpu.inputs) {
-          const n = spec.shape.reduce((a, b) => a * b, 1);
-          // Timesteps and the NFT weights r, mask in (0, 1]; everything else (latents, conditions, LoRA factors
-          // with B ≠ 0 so that A has gradients) a deterministic pattern.
-          feeds[spec.name] =
-            spec.name === "t" || spec.name === "r" || spec.name === "mask"
-              ? Float32Array.from({ length: n }, (_, i) => 0.3 + 0.4 * ((i + 1) / n))
-              : Float32Array.from(
-                  { length: n },
-                  (_, i) =>
-                    (spec.name.startsWith("theta.") ? 0.1 : 1) * Math.sin(i * 0.37 + spec.name.length),
-                );
-        }
-        const want = await cpu.run(feeds);
-        const got = await gpu.run(feeds);
-        for (const out of cpu.outputs) {
-          const { abs, rel } = relDiff(got[out.name] as Float32Array, want[out.name] as Float32Array);
-          expect(rel, `${kind} ${out.name}: max |webgpu − cpu| = ${abs}`).toBeLessThanOrEqual(1e-4);
-          figures.push(`${kind} ${out.name}: ${abs.toExponential(2)} (${rel.toExponential(2)} rel)`);
-        }
-        await cpu.dispose();
-        await gpu.dispose();
-      }
-    } finally {
-      await rt.close();
-    }
-    const worst = figures.sort(
-      (a, b) => Number(b.split("(")[1]!.split(" ")[0]) - Number(a.split("(")[1]!.split(" ")[0]),
-    );
+    const worst = await webgpuMatchesCpu(graphs, 1e-4);
     console.log(
-      `tiny graphs, webgpu vs cpu, ${figures.length} outputs; worst: ${worst.slice(0, 3).join("; ")}`,
+      `tiny graphs, webgpu vs cpu, ${worst.length} outputs; worst: ${worst.slice(0, 3).join("; ")}`,
     );
   }, 300_000);
 
