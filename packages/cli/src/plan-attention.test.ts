@@ -81,7 +81,7 @@ describe("edit-r1 plan --attention-chunk", () => {
 // the engine's runtime while sampling its RSS (the run is in a worker thread, so the main thread keeps sampling).
 const CHILD = `
 import { adapter } from "FLUX_URL";
-import { Graph, lower, ops, planMemory, Runtime } from "ENGINE_URL";
+import { lower, measurePeakRss, planMemory } from "ENGINE_URL";
 const { model, chunk, train } = JSON.parse(process.env.ATTN_CASE);
 const policy = await adapter.loadPolicy({
   model, resolution: [512, 512], ...(train ? { recompute: true } : {}), ...(chunk ? { attentionHeadChunk: chunk } : {}),
@@ -91,28 +91,13 @@ const graphs = policy.graphs(req, 1);
 const built = train ? graphs.training : graphs.velocity;
 const planned = planMemory(built.graph, built.outputs).totalBytes;
 const lowered = lower(built.graph, { outputs: built.outputs });
-const rt = new Runtime({ workers: 1 });
-// onnxruntime's fixed costs (library, thread pool) go into the baseline.
-const g = new Graph("warm");
-const x = g.input("x", "float32", [4]);
-await (await rt.open(lower(g, { outputs: { y: ops.add(x, x) } }))).run({ x: new Float32Array(4) });
 const feeds = {};
 for (const i of lowered.inputs) {
   const n = i.shape.reduce((a, b) => a * b, 1);
   feeds[i.name] = i.name === "t" ? new Float32Array(n).fill(0.5) : Float32Array.from({ length: n }, (_, k) => 0.1 * Math.sin(k));
 }
-globalThis.gc();
-await new Promise((r) => setTimeout(r, 50));
-const base = process.memoryUsage().rss;
-let peak = base;
-const timer = setInterval(() => { peak = Math.max(peak, process.memoryUsage().rss); }, 2);
-const s = await rt.open(lowered);
-await s.run(feeds);
-clearInterval(timer);
-peak = Math.max(peak, process.memoryUsage().rss);
-await rt.close();
 await policy.dispose?.();
-process.stdout.write(JSON.stringify({ planned, measured: peak - base }));
+process.stdout.write(JSON.stringify({ planned, measured: await measurePeakRss(lowered, feeds) }));
 `;
 
 function measure(chunk: number | undefined, train: boolean): Promise<{ planned: number; measured: number }> {

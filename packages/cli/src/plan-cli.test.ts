@@ -25,34 +25,18 @@ async function planOf(args: string[]): Promise<PhasePlan[]> {
 
 const CHILD = `
 import { adapter } from "TINY_URL";
-import { Graph, lower, ops, Runtime } from "ENGINE_URL";
+import { lower, measurePeakRss } from "ENGINE_URL";
 const B = Number(process.env.PLAN_BATCH);
 const policy = await adapter.loadPolicy({});
 const req = { key: "p", instruction: "remove the red circle", source: { width: 16, height: 16, data: new Uint8Array(768).fill(128) } };
 const built = policy.graphs(req, B).training;
 const lowered = lower(built.graph, { outputs: built.outputs });
-const rt = new Runtime({ workers: 1 });
-// onnxruntime's fixed costs (library, thread pool) go into the baseline.
-const g = new Graph("warm");
-const x = g.input("x", "float32", [4]);
-const warm = await rt.open(lower(g, { outputs: { y: ops.add(x, x) } }));
-await warm.run({ x: new Float32Array(4) });
 const feeds = {};
 for (const i of lowered.inputs) {
   const n = i.shape.reduce((a, b) => a * b, 1);
   feeds[i.name] = i.name === "t" ? new Float32Array(n).fill(0.5) : Float32Array.from({ length: n }, (_, k) => 0.1 * Math.sin(k));
 }
-globalThis.gc();
-await new Promise((r) => setTimeout(r, 50));
-const base = process.memoryUsage().rss;
-let peak = base;
-const timer = setInterval(() => { peak = Math.max(peak, process.memoryUsage().rss); }, 2);
-const s = await rt.open(lowered);
-await s.run(feeds);
-clearInterval(timer);
-peak = Math.max(peak, process.memoryUsage().rss);
-await rt.close();
-process.stdout.write(JSON.stringify({ bytes: peak - base }));
+process.stdout.write(JSON.stringify({ bytes: await measurePeakRss(lowered, feeds) }));
 `;
 
 /** Runs CHILD as a module file (the runtime's workers must not inherit --input-type=module). */

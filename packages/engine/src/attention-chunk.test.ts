@@ -226,7 +226,7 @@ describe("nested recompute regions", () => {
 const MiB = 2 ** 20;
 
 const CHILD = `
-import { Graph, grad, lower, nn, ops, Runtime } from "ENGINE_URL";
+import { Graph, grad, lower, measurePeakRss, nn, ops } from "ENGINE_URL";
 const { chunk, train, stack } = JSON.parse(process.env.ATTN_CASE);
 let outputs;
 if (stack) {
@@ -256,27 +256,12 @@ if (stack) {
   outputs = train ? Object.fromEntries(grad(ops.reduceMean(ops.mul(y, y)), ws).map((t, i) => ["d" + i, t])) : { y };
 }
 const lowered = lower(Object.values(outputs)[0].graph, { outputs });
-const rt = new Runtime({ workers: 1 });
-// onnxruntime's fixed costs (library, thread pool) go into the baseline.
-const wg = new Graph("warm");
-const wx = wg.input("x", "float32", [4]);
-await (await rt.open(lower(wg, { outputs: { y: ops.add(wx, wx) } }))).run({ x: new Float32Array(4) });
 const feeds = {};
 for (const i of lowered.inputs) {
   const n = i.shape.reduce((a, b) => a * b, 1);
   feeds[i.name] = Float32Array.from({ length: n }, (_, k) => 0.05 * Math.sin(0.37 * k));
 }
-globalThis.gc();
-await new Promise((r) => setTimeout(r, 50));
-const base = process.memoryUsage().rss;
-let peak = base;
-const timer = setInterval(() => { peak = Math.max(peak, process.memoryUsage().rss); }, 2);
-const s = await rt.open(lowered);
-await s.run(feeds);
-clearInterval(timer);
-peak = Math.max(peak, process.memoryUsage().rss);
-await rt.close();
-process.stdout.write(JSON.stringify({ bytes: peak - base }));
+process.stdout.write(JSON.stringify({ bytes: await measurePeakRss(lowered, feeds) }));
 `;
 
 /** Peak RSS growth of a child process opening and running the case (a module file: workers need one). */

@@ -43,6 +43,7 @@ export {
   OPSET,
   type ValueSpec,
 } from "./lower.js";
+export { measurePeakRss } from "./measure-rss.js";
 export { type MemoryPlan, planMemory } from "./memory-plan.js";
 export * as nn from "./nn.js";
 export * as ops from "./ops.js";
