@@ -352,9 +352,10 @@ export function describeAdapterContract(subject: AdapterContractSubject): void {
           expect(err, dtype).toBeGreaterThan(0);
           expect(err, dtype).toBeLessThan(bound[dtype]!);
           const step = await low.lossAndGradients(batch, theta, old);
-          expect(Math.abs(step.policyLoss - plain.policyLoss) / Math.abs(plain.policyLoss), dtype).toBeLessThan(
-            10 * bound[dtype]!,
-          );
+          expect(
+            Math.abs(step.policyLoss - plain.policyLoss) / Math.abs(plain.policyLoss),
+            dtype,
+          ).toBeLessThan(10 * bound[dtype]!);
           for (const [k, g] of Object.entries(step.gradients)) expect(g.every(Number.isFinite), k).toBe(true);
         } finally {
           await (low as { dispose?(): Promise<void> }).dispose?.();

@@ -71,7 +71,11 @@ export const PROBES: Readonly<Record<string, ProbeSpec>> = {
   },
   Transpose: { inputs: [T23], attrs: { perm: [1, 0] }, output: ["T", [3, 2]] },
   // Constant-mode Pad, as ops.pad emits it (the Slice gradient): counts, then the fill value as a T scalar.
-  Pad: { inputs: [T23, { int64: [0, 1, 0, 1] }, ["T", []]], attrs: { mode: "constant" }, output: ["T", [2, 5]] },
+  Pad: {
+    inputs: [T23, { int64: [0, 1, 0, 1] }, ["T", []]],
+    attrs: { mode: "constant" },
+    output: ["T", [2, 5]],
+  },
   Conv: {
     inputs: [
       ["T", [1, 1, 4, 4]],

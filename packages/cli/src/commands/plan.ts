@@ -85,7 +85,10 @@ export async function plan(ctx: CommandContext): Promise<number> {
   // preferred list for editing does not hold).
   checkAdapterFlags(
     adapter,
-    { ...(options.device ? { device: options.device } : {}), ...(options.dtype ? { dtype: options.dtype } : {}) },
+    {
+      ...(options.device ? { device: options.device } : {}),
+      ...(options.dtype ? { dtype: options.dtype } : {}),
+    },
     train ? "train" : "edit",
   );
   const declared = adapter.capabilities.resolutions;
