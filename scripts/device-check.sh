@@ -5,13 +5,14 @@
 #   1. edit-r1 doctor (which providers load, the CUDA the provider links, the GPU);
 #   2. a few tiny-adapter training steps (a rollout, then fused NFT steps with AdamW);
 #   3. one FLUX-Kontext-size double-stream block (hidden 3072, 24 heads, T5 width 4096, random weights, LoRA
-#      rank 32 on the Edit-R1 targets) forward + backward at 512² (1024 target + 1024 context + 128 text tokens),
+#      rank 32 on the Edit-R1 targets) forward + backward at 512² (1024 target + 1024 context + 128 text tokens);
+#   4. the same block checkpointed with attention 4 heads at a time (block-lean: the same loss, less memory),
 # printing times, and device memory from nvidia-smi (before, peak while running, after) when it is there.
 #
 # Usage: scripts/device-check.sh [payload.tar.gz]     (default: .device-check/payload.tar.gz next to scripts/)
 # Environment: DEVICE_CHECK_DEVICES (default "cpu webgpu cuda"), DEVICE_CHECK_BLOCK=full|small (default full;
 # small is a 4-head stand-in for checking the script on a machine without a GPU), DEVICE_CHECK_STEPS (default 3),
-# DEVICE_CHECK_TIMEOUT seconds per device and part (default 900), DEVICE_CHECK_PARTS (default "tiny block").
+# DEVICE_CHECK_TIMEOUT seconds per device and part (default 900), DEVICE_CHECK_PARTS (default "tiny block block-lean").
 # The cpu pass of the full-size block takes minutes on a few cores; leave cpu out of DEVICE_CHECK_DEVICES on a
 # short lease. Exit status: 0 when every device that loaded passed, 1 otherwise.
 set -uo pipefail
@@ -19,7 +20,7 @@ set -uo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 PAYLOAD="${1:-$HERE/../.device-check/payload.tar.gz}"
 DEVICES="${DEVICE_CHECK_DEVICES:-cpu webgpu cuda}"
-PARTS="${DEVICE_CHECK_PARTS:-tiny block}"
+PARTS="${DEVICE_CHECK_PARTS:-tiny block block-lean}"
 BLOCK="${DEVICE_CHECK_BLOCK:-full}"
 STEPS="${DEVICE_CHECK_STEPS:-3}"
 TIMEOUT="${DEVICE_CHECK_TIMEOUT:-900}"

@@ -2,7 +2,10 @@
 // on one execution provider, a few tiny-adapter training steps (a rollout, then fused NFT steps with AdamW) and one
 // FLUX-Kontext-size double-stream block forward + backward (LoRA gradients) with random weights. Prints one line
 // per measurement ("device-check <device> <what> …"); exits 1 when something failed on a device that loaded.
-//   node driver.mjs --device cpu|webgpu|cuda [--part all|tiny|block] [--block full|small] [--steps 3]
+// Part "block-lean" is the same block checkpointed as a recompute region with attention 4 heads at a time (what
+// `edit-r1 train --recompute --attention-chunk 4` builds): the same loss, and the device memory it saves shows
+// in device-check.sh's per-part peaks.
+//   node driver.mjs --device cpu|webgpu|cuda [--part all|tiny|block|block-lean] [--block full|small] [--steps 3]
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -95,8 +98,9 @@ async function tiny() {
   await runtime.close();
 }
 
-async function block() {
+async function block(lean = false) {
   const models = await import("@edit-r1/models");
+  const name = lean ? "block-lean" : "block";
   const full = values.block === "full";
   // FLUX.1-Kontext-dev's dimensions (hidden 3072 = 24 heads × 128, T5 width 4096) or a small stand-in for a
   // check of the script itself on a machine without a GPU.
@@ -145,13 +149,17 @@ async function block() {
     const file = join(dir, "block.safetensors");
     await engine.writeSafetensors(file, tensors);
     say(
-      `block weights`,
+      `${name} weights`,
       `${(params / 1e6).toFixed(1)} M parameters (float32, ${((params * 4) / 2 ** 30).toFixed(2)} GiB), ${imageTokens} image + ${textTokens} text tokens, hidden ${config.numAttentionHeads * config.attentionHeadDim}, ${config.numAttentionHeads} heads; written in ${ms(t0)}`,
     );
     const g = new engine.Graph("flux_double_block");
     const inputs = models.fluxTransformerInputs(g, config, sizes);
     const weights = await models.openSafetensorsWeights(file);
-    const out = models.buildFluxTransformer(g, config, weights, inputs, { lora });
+    const out = models.buildFluxTransformer(g, config, weights, inputs, {
+      lora,
+      // 4 of FLUX's 24 heads at a time; one of the small stand-in's 4.
+      ...(lean ? { recompute: true, attentionHeadChunk: full ? 4 : 1 } : {}),
+    });
     const loss = engine.ops.reduceMean(engine.ops.mul(out.sample, out.sample));
     const grads = engine.grad(
       loss,
@@ -166,7 +174,7 @@ async function block() {
     t0 = performance.now();
     const runtime = new engine.Runtime({ workers: 1 });
     const session = await engine.compile(g, { outputs, device, runtime, cpuFallback: false });
-    say("block compile", ms(t0));
+    say(`${name} compile`, ms(t0));
     for (const i of session.inputs ?? []) {
       const count = i.shape.reduce((a, b) => a * b, 1);
       feeds[i.name] = i.name.includes("ids")
@@ -182,7 +190,7 @@ async function block() {
       const res = await session.run(feeds);
       const l = res.loss[0];
       say(
-        `block forward+backward run ${r + 1}${r === 0 ? " (first)" : ""}`,
+        `${name} forward+backward run ${r + 1}${r === 0 ? " (first)" : ""}`,
         `${ms(t1)}, loss ${l.toPrecision(7)}`,
       );
       if (!Number.isFinite(l)) throw new Error("non-finite block loss");
@@ -197,7 +205,8 @@ async function block() {
 let failed = false;
 for (const [part, fn] of [
   ["tiny", tiny],
-  ["block", block],
+  ["block", () => block()],
+  ["block-lean", () => block(true)],
 ]) {
   if (values.part !== "all" && values.part !== part) continue;
   try {
