@@ -103,12 +103,16 @@ async function openRollouts(url: string, extra: { redisTimeoutS?: number; storeD
   });
 }
 
+/**
+ * A worker in this process. No test here makes one stall (the dead and frozen workers are processes), so its lock
+ * is long: on a loaded machine a short one expired while the event loop waited for a core, and the job ran twice.
+ */
 function inProcessWorker(url: string, delayMs = 0): RolloutWorker {
   return new RolloutWorker({
     location: parseQueueUrl(url),
     load: loadToy(() => new Promise((r) => setTimeout(r, delayMs))),
-    lockDurationMs: 1500,
-    stalledIntervalMs: 500,
+    lockDurationMs: 20_000,
+    stalledIntervalMs: 5_000,
   });
 }
 
