@@ -4,6 +4,8 @@ import {
   type GraphPolicy,
   graphPolicyOptions,
   type PolicyTrainingOptions,
+  type TransformerGraphOptions,
+  transformerGraphOptions,
 } from "@edit-r1/adapter-kit";
 import { type EditRequest, type FlowScheduleConfig, flowMatchSchedule } from "@edit-r1/core";
 import type { Graph } from "@edit-r1/engine";
@@ -151,13 +153,8 @@ export async function loadFluxKontextPolicy(
 }
 
 /** What a Kontext bucket's graph depends on besides the transformer: the rollout steps and the guidance. */
-export interface KontextBucketOptions {
-  dtype?: ComputeDType | undefined;
-  /** Gradient checkpointing per transformer block (each block's interior recomputed in the backward pass). */
-  recompute?: boolean | undefined;
-  /** Heads per attention chunk (undefined: all 24 at once). */
-  attentionHeadChunk?: number | undefined;
-}
+/** How a bucket builds the transformer (the kit's shared options: dtype, recompute, attentionHeadChunk). */
+export type KontextBucketOptions = TransformerGraphOptions;
 
 /**
  * A Kontext bucket of a latent grid [h, w] (before packing), with `textTokens` T5 rows: shapes, the dynamically
@@ -202,12 +199,8 @@ export function kontextBucket(
         {
           targetGrid: grid,
           contextGrid: grid,
-          dtype: options.dtype,
           lora,
-          ...(options.recompute ? { recompute: true } : {}),
-          ...(options.attentionHeadChunk !== undefined
-            ? { attentionHeadChunk: options.attentionHeadChunk }
-            : {}),
+          ...transformerGraphOptions(options),
         },
       );
     },

@@ -5,6 +5,8 @@ import {
   graphPolicyOptions,
   type PolicyTrainingOptions,
   resizeLikeDiffusers,
+  type TransformerGraphOptions,
+  transformerGraphOptions,
 } from "@edit-r1/adapter-kit";
 import { type EditRequest, type FlowScheduleConfig, flowMatchSchedule, requestSources } from "@edit-r1/core";
 import type { Graph } from "@edit-r1/engine";
@@ -155,13 +157,8 @@ function fixedLength(
 }
 
 /** What a Qwen-Image-Edit bucket's graph depends on besides the transformer. */
-export interface QwenImageEditBucketOptions {
-  dtype?: ComputeDType | undefined;
-  /** Gradient checkpointing per transformer block (each block's interior recomputed in the backward pass). */
-  recompute?: boolean | undefined;
-  /** Heads per attention chunk (undefined: all 24 at once). */
-  attentionHeadChunk?: number | undefined;
-}
+/** How a bucket builds the transformer (the kit's shared options: dtype, recompute, attentionHeadChunk). */
+export type QwenImageEditBucketOptions = TransformerGraphOptions;
 
 /**
  * A Qwen-Image-Edit bucket of img_shapes [target, ...sources] with `textTokens` text rows: shapes, the
@@ -193,15 +190,7 @@ export function qwenImageEditBucket(
         g,
         transformer,
         { latents: xt, sources: cond.sources!, text: cond.text!, textMask: cond.text_mask!, timestep: t },
-        {
-          imgShapes: shapes,
-          dtype: options.dtype,
-          lora,
-          ...(options.recompute ? { recompute: true } : {}),
-          ...(options.attentionHeadChunk !== undefined
-            ? { attentionHeadChunk: options.attentionHeadChunk }
-            : {}),
-        },
+        { imgShapes: shapes, lora, ...transformerGraphOptions(options) },
       ),
   };
 }

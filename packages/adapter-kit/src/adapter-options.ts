@@ -1,5 +1,5 @@
 import type { Device } from "@edit-r1/engine";
-import { EDIT_R1_LORA_TARGETS, type LoraOptions } from "@edit-r1/models";
+import { type ComputeDType, EDIT_R1_LORA_TARGETS, type LoraOptions } from "@edit-r1/models";
 import type { GraphPolicyOptions } from "./graph-policy.js";
 import { type LoraFile, readLora } from "./lora-file.js";
 
@@ -30,6 +30,28 @@ export interface PolicyTrainingOptions {
   attentionHeadChunk?: number;
   /** Requests whose conditions are kept, least recently used dropped first (default 256). */
   conditionCacheSize?: number;
+}
+
+/** How a resolution bucket builds its transformer: what the FLUX and Qwen-Image builders both take. */
+export interface TransformerGraphOptions {
+  dtype?: ComputeDType | undefined;
+  /** Gradient checkpointing per transformer block (each block's interior recomputed in the backward pass). */
+  recompute?: boolean | undefined;
+  /** Heads per attention chunk (undefined: all heads at once). */
+  attentionHeadChunk?: number | undefined;
+}
+
+/** `options` as a transformer builder's options: the set fields only (recompute only when on). */
+export function transformerGraphOptions(options: TransformerGraphOptions): {
+  dtype?: ComputeDType;
+  recompute?: true;
+  attentionHeadChunk?: number;
+} {
+  return {
+    ...(options.dtype !== undefined ? { dtype: options.dtype } : {}),
+    ...(options.recompute ? { recompute: true as const } : {}),
+    ...(options.attentionHeadChunk !== undefined ? { attentionHeadChunk: options.attentionHeadChunk } : {}),
+  };
 }
 
 /** GraphPolicyOptions from an adapter's training options, with the initial LoRA read from its path. */

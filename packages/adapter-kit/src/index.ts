@@ -15,6 +15,8 @@ export {
   graphPolicyOptions,
   type PolicyTrainingOptions,
   policyTrainingOptions,
+  type TransformerGraphOptions,
+  transformerGraphOptions,
 } from "./adapter-options.js";
 export { AdapterKitError } from "./errors.js";
 export {
