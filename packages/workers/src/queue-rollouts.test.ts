@@ -107,10 +107,13 @@ async function openRollouts(url: string, extra: { redisTimeoutS?: number; storeD
  * A worker in this process. No test here makes one stall (the dead and frozen workers are processes), so its lock
  * is long: on a loaded machine a short one expired while the event loop waited for a core, and the job ran twice.
  */
-function inProcessWorker(url: string, delayMs = 0): RolloutWorker {
+function inProcessWorker(url: string, delayMs = 0, onRollout?: () => void): RolloutWorker {
   return new RolloutWorker({
     location: parseQueueUrl(url),
-    load: loadToy(() => new Promise((r) => setTimeout(r, delayMs))),
+    load: loadToy(() => {
+      onRollout?.();
+      return new Promise((r) => setTimeout(r, delayMs));
+    }),
     lockDurationMs: 20_000,
     stalledIntervalMs: 5_000,
   });
@@ -310,15 +313,25 @@ describe("QueueRollouts with rollout workers on a real redis-server", () => {
   it("Redis restarted empty mid-run: the vanished jobs go out again and the run is unchanged", async () => {
     const local = await startRedisServer();
     try {
-      const workers = [inProcessWorker(local.url, 200), inProcessWorker(local.url, 200)];
+      // Restarted from inside a rollout of a later step, so a job is in flight when Redis loses it (restarting
+      // on the trainer's "step 1/" line raced the next step's jobs: Redis could be back, empty, before they
+      // were added, and nothing vanished).
+      let armed = false;
+      let restarted: Promise<void> | undefined;
+      const restartOnce = () => {
+        if (armed && !restarted) restarted = local.restart();
+      };
+      const workers = [
+        inProcessWorker(local.url, 200, restartOnce),
+        inProcessWorker(local.url, 200, restartOnce),
+      ];
       await Promise.all(workers.map((w) => w.ready()));
       const rollouts = await openRollouts(local.url, { redisTimeoutS: 20 });
-      let restarted: Promise<void> | undefined;
       const run = await runTraining({
         steps: 4,
         rollouts,
         onLine: (line) => {
-          if (line.startsWith("step 1/")) restarted = local.restart();
+          if (line.startsWith("step 1/")) armed = true;
         },
       });
       await restarted;
