@@ -230,7 +230,10 @@ export class QueueRollouts implements RolloutExecutor {
 
   /** The job's batch when it has finished; undefined while it runs; an error when it failed for good. */
   private async take(id: string, data: RolloutJobData, where: string): Promise<RolloutBatch | undefined> {
-    const job = await this.queue.getJob(id);
+    // The state first, then the job: a job read while it runs and found completed a moment later would carry no
+    // return value (it was read before the worker wrote it), and its result would look lost.
+    const state = await this.queue.getJobState(id);
+    const job = state === "unknown" ? undefined : await this.queue.getJob(id);
     if (!job) {
       // Gone while we waited for it: Redis restarted without its data. Hand it out again.
       this.counters.resubmitted++;
@@ -240,7 +243,6 @@ export class QueueRollouts implements RolloutExecutor {
       await this.add(id, data);
       return undefined;
     }
-    const state = await job.getState();
     if (state === "failed")
       throw new RolloutJobError(
         `${where} failed on the workers after ${job.attemptsMade} attempts: ${job.failedReason}. ` +
