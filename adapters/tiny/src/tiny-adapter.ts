@@ -67,6 +67,11 @@ export interface LoadTinyPolicyOptions {
    * backward pass; the same loss and gradients). Default false (the model is small).
    */
   recompute?: boolean;
+  /**
+   * Keep the training state on the device between steps (see adapter-kit's `GraphPolicyOptions.deviceState`).
+   * Default: on webgpu only.
+   */
+  deviceState?: boolean;
 }
 
 /** The embedded default as a TrainablePolicy, plus its model and a benchmark Editor over it. */
@@ -164,6 +169,7 @@ export async function loadTinyPolicy(options: LoadTinyPolicyOptions = {}): Promi
       initSeed: options.initSeed ?? 0,
       ...(options.device ? { device: options.device } : {}),
       ...(options.threads !== undefined ? { threads: options.threads } : {}),
+      ...(options.deviceState !== undefined ? { deviceState: options.deviceState } : {}),
     },
   );
   return Object.assign(policy, {

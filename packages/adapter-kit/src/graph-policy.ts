@@ -1,8 +1,11 @@
 import {
+  type AdamWSettings,
   type BuiltGraph,
   type ConditionFeeds,
   checkSourceCount,
+  type DeviceTrainingState,
   type EditRequest,
+  GraphDeviceTraining,
   GraphNftPolicyCore,
   type NftBatch,
   type NftSettings,
@@ -14,8 +17,10 @@ import {
   type VelocityFn,
 } from "@edit-r1/core";
 import {
+  compile,
   type Device,
   type DType,
+  defaultRuntime,
   Graph,
   numel,
   type Runtime,
@@ -102,6 +107,13 @@ export interface GraphPolicyOptions {
   recompute?: boolean;
   /** Requests whose conditions are kept, least recently used dropped first (default 256). */
   conditionCacheSize?: number;
+  /**
+   * Keep the training state (θ, θ_old, EMA, AdamW moments, gradient sums) where the sessions run between steps
+   * (`deviceTraining`). Default: on `webgpu`, the one backend whose tensors can stay on the device between runs;
+   * on the CPU it also works (the state stays in the session worker) but is off by default, since the trainer's
+   * own float64 AdamW then gives the reference results.
+   */
+  deviceState?: boolean;
 }
 
 /** A TrainablePolicy built from a GraphPolicyDefinition, with its LoRA and buckets exposed. */
@@ -251,6 +263,34 @@ class GraphPolicyImpl implements GraphPolicy {
       batch,
       params,
       oldParams,
+    );
+  }
+
+  deviceTraining(optimizer: AdamWSettings, maxGradNorm: number): DeviceTrainingState | undefined {
+    const { device = "cpu", deviceState = device === "webgpu", runtime, threads } = this.options;
+    if (!deviceState) return undefined;
+    const values = (runtime ?? defaultRuntime()).values();
+    return new GraphDeviceTraining(
+      device,
+      {
+        parameters: this.parameterShapes,
+        values,
+        compileUpdate: ({ graph, outputs }, deviceOutputs) =>
+          compile(graph, {
+            outputs,
+            device,
+            values,
+            deviceOutputs,
+            ...(threads !== undefined ? { threads } : {}),
+            ...(runtime ? { runtime } : {}),
+          }),
+        coreFor: async (batch) => {
+          const bucket = this.batchBucket(batch.requests, "deviceTraining");
+          return { core: bucket.core, conditions: await this.conditions(batch.requests, bucket) };
+        },
+      },
+      optimizer,
+      maxGradNorm,
     );
   }
 

@@ -26,6 +26,17 @@ export interface AdamWState {
   v: ParamSet;
 }
 
+/** The scalars of AdamW's update at step `step` (1-based): the bias-corrected step size and √(1 − β₂^step). */
+export function adamwStepScalars(
+  settings: AdamWSettings,
+  step: number,
+): { stepSize: number; bc2Sqrt: number } {
+  return {
+    stepSize: settings.lr / (1 - settings.beta1 ** step),
+    bc2Sqrt: Math.sqrt(1 - settings.beta2 ** step),
+  };
+}
+
 /** AdamW with decoupled weight decay, as torch.optim.AdamW; moments are float32 like torch's. */
 export class AdamW {
   readonly settings: AdamWSettings;
@@ -57,9 +68,7 @@ export class AdamW {
     assertSameLayout(this.m, grads, "AdamW gradients");
     const { lr, beta1, beta2, weightDecay, eps } = this.settings;
     this.stepCount++;
-    const bc1 = 1 - beta1 ** this.stepCount;
-    const bc2Sqrt = Math.sqrt(1 - beta2 ** this.stepCount);
-    const stepSize = lr / bc1;
+    const { stepSize, bc2Sqrt } = adamwStepScalars(this.settings, this.stepCount);
     const decay = 1 - lr * weightDecay;
     for (const [name, p] of Object.entries(params)) {
       const g = grads[name]!;

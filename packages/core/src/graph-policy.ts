@@ -1,5 +1,6 @@
 import {
   type Device,
+  type DeviceValues,
   type DType,
   Graph,
   grad,
@@ -79,6 +80,9 @@ const condName = (name: string) => `cond.${name}`;
 const thetaName = (name: string) => `theta.${name}`;
 const oldName = (name: string) => `old.${name}`;
 const gradName = (name: string) => `grad.${name}`;
+const accName = (name: string) => `acc.${name}`;
+const accOutName = (name: string) => `next.acc.${name}`;
+const SCALE = "scale";
 
 type ArrayClass = new (n: number) => TensorData;
 const ARRAY_OF: Readonly<Record<DType, ArrayClass>> = {
@@ -147,7 +151,11 @@ export class GraphNftPolicyCore {
    * The fused training graph for `batchSize` samples and these NFT settings: inputs x0, noise, t, r, mask,
    * cond.*, theta.*, old.*; outputs loss, policyLoss, klLoss and grad.<parameter> for every parameter.
    */
-  trainingGraph(batchSize: number, settings: Partial<NftSettings> = {}): BuiltGraph {
+  trainingGraph(
+    batchSize: number,
+    settings: Partial<NftSettings> = {},
+    options: { accumulate?: boolean } = {},
+  ): BuiltGraph {
     checkBatchSize(batchSize);
     const g = new Graph(`nft_step_b${batchSize}`);
     const full = [batchSize, ...this.spec.latentShape];
@@ -176,9 +184,17 @@ export class GraphNftPolicyCore {
       policyLoss: objective.policyLoss,
       klLoss: objective.klLoss,
     };
-    names.forEach((n, i) => {
-      outputs[gradName(n)] = grads[i]!;
-    });
+    if (options.accumulate) {
+      // next.acc = acc + scale·grad: the gradient sum of a step stays where the session runs.
+      const scale = g.input(SCALE, "float32", []);
+      names.forEach((n, i) => {
+        const acc = g.input(accName(n), "float32", this.spec.parameters[n]!);
+        outputs[accOutName(n)] = ops.add(acc, ops.mul(grads[i]!, scale));
+      });
+    } else
+      names.forEach((n, i) => {
+        outputs[gradName(n)] = grads[i]!;
+      });
     return { graph: g, outputs };
   }
 
@@ -271,6 +287,46 @@ export class GraphNftPolicyCore {
       klLoss: scalar(out.klLoss!),
       gradients,
     };
+  }
+
+  /**
+   * The fused NFT step with θ, θ_old and the gradient sum in device values (named by `names`): adds
+   * scale·d loss/d θ to the sum where it lives and returns only the loss terms. The session is opened on
+   * `values`' worker with the sum kept on the device.
+   */
+  async accumulateOnDevice(
+    conditions: ConditionFeeds,
+    batch: NftBatch,
+    scale: number,
+    values: DeviceValues,
+    names: { theta(n: string): string; old(n: string): string; acc(n: string): string },
+  ): Promise<{ loss: number; policyLoss: number; klLoss: number }> {
+    this.checkOpen("accumulateOnDevice");
+    const empty = Object.fromEntries(
+      Object.entries(this.spec.parameters).map(([n, shape]) => [n, new Float32Array(numel(shape))]),
+    );
+    // The parameter feeds are checked and then left to the device values.
+    const feeds = this.trainingFeeds(conditions, batch, empty, empty);
+    const from: Record<string, string> = {};
+    const to: Record<string, string> = {};
+    for (const n of Object.keys(this.spec.parameters)) {
+      delete feeds[thetaName(n)];
+      delete feeds[oldName(n)];
+      from[thetaName(n)] = names.theta(n);
+      from[oldName(n)] = names.old(n);
+      from[accName(n)] = names.acc(n);
+      to[accOutName(n)] = names.acc(n);
+    }
+    const B = batch.t.length;
+    const s = { ...DEFAULT_NFT_SETTINGS, ...batch.settings };
+    const key = `train-acc:${B}|${s.beta}|${s.klWeight}|${s.advClipMax}|values ${values.id}`;
+    const session = await this.sessions.get(key, () => {
+      const built = this.trainingGraph(B, s, { accumulate: true });
+      const deviceOutputs = Object.keys(this.spec.parameters).map(accOutName);
+      return { ...built, values, deviceOutputs };
+    });
+    const out = await session.run({ ...feeds, [SCALE]: Float32Array.of(scale) }, { values, from, to });
+    return { loss: scalar(out.loss!), policyLoss: scalar(out.policyLoss!), klLoss: scalar(out.klLoss!) };
   }
 
   /** Releases every cached session; later calls fail. */

@@ -1,4 +1,4 @@
-export { AdamW, type AdamWSettings, type AdamWState, DEFAULT_ADAMW } from "./adamw.js";
+export { AdamW, type AdamWSettings, type AdamWState, adamwStepScalars, DEFAULT_ADAMW } from "./adamw.js";
 export {
   type Adapter,
   type AdapterCapabilities,
@@ -15,6 +15,14 @@ export {
   writeBenchmarkOutputs,
 } from "./benchmark-report.js";
 export { emaDecay, oldPolicyDecay } from "./decay.js";
+export {
+  buildUpdateGraph,
+  type DeviceTrainingHost,
+  type DeviceTrainingState,
+  type DeviceUpdate,
+  GraphDeviceTraining,
+  type TrainingSnapshot,
+} from "./device-training.js";
 export {
   type DatasetIssue,
   EditDataset,

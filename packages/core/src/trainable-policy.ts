@@ -1,3 +1,5 @@
+import type { AdamWSettings } from "./adamw.js";
+import type { DeviceTrainingState } from "./device-training.js";
 import type { NftSettings } from "./nft-loss.js";
 import type { ParamSet } from "./params.js";
 import type { EditRequest, RgbImage, VelocityFn } from "./types.js";
@@ -52,6 +54,12 @@ export interface TrainablePolicy {
   velocity(requests: readonly EditRequest[], params: ParamSet): VelocityFn;
   decode(x0: Float32Array, requests: readonly EditRequest[]): Promise<RgbImage[]>;
   lossAndGradients(batch: NftBatch, params: ParamSet, oldParams: ParamSet): Promise<NftStepResult>;
+  /**
+   * Training state kept on the device between steps, where the backend allows it (WebGPU): when this returns
+   * one, the trainer runs its micro-batches and updates through it instead of `lossAndGradients` and its own
+   * AdamW. Undefined (or absent): the state lives in the trainer.
+   */
+  deviceTraining?(optimizer: AdamWSettings, maxGradNorm: number): DeviceTrainingState | undefined;
   /**
    * Writes `params` as a LoRA others can load (PEFT/diffusers `adapter_model.safetensors` +
    * `adapter_config.json`) into the existing empty folder `dir`. The trainer calls it with the EMA weights.

@@ -1,7 +1,8 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { AdamW, type AdamWSettings, DEFAULT_ADAMW } from "./adamw.js";
-import { oldPolicyDecay } from "./decay.js";
+import { emaDecay as emaDecayAt, oldPolicyDecay } from "./decay.js";
+import type { DeviceTrainingState } from "./device-training.js";
 import type { PromptSet } from "./edit-dataset.js";
 import { Ema } from "./ema.js";
 import { ConfigError, EditR1Error } from "./errors.js";
@@ -33,7 +34,7 @@ import {
 } from "./rollouts.js";
 import { fsProblem, OutputFolderError, RunDirectory } from "./run-directory.js";
 import { decodeSafetensorsF32, encodeSafetensorsF32 } from "./safetensors-f32.js";
-import type { NftBatch, TrainablePolicy } from "./trainable-policy.js";
+import type { NftBatch, NftStepResult, TrainablePolicy } from "./trainable-policy.js";
 import type { EditRequest, Reward, RewardInput, RewardOutput, RgbImage, Sampler } from "./types.js";
 
 export interface TrainConfig {
@@ -347,8 +348,10 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       const trained = await run.trainOnSamples(scored);
       metrics.push(await run.recordStep(scored, trained, now() - tStep));
     }
+    await run.syncFromDevice();
   } finally {
     await run.rollouts.close?.();
+    await run.releaseDevice();
   }
   run.writeReport();
   const loraDir = options.policy.exportLora
@@ -386,6 +389,12 @@ class TrainingRun {
   private readonly published = new Set<number>();
   /** Copies of the versions that jobs handed out ahead still name (rolloutLag > 0 only), for checkpoints. */
   private readonly versionCopies = new Map<number, ParamSet>();
+  /** The policy's device-resident training state (null until asked for, undefined when it offers none). */
+  private deviceState: DeviceTrainingState | undefined | null = null;
+  /** AdamW's step count on the device. */
+  private deviceAdamStep = 0;
+  /** Whether params, EMA and AdamW's moments here are behind the device's (θ_old is read back every step). */
+  private hostBehind = false;
 
   constructor(private readonly options: TrainOptions) {
     this.config = resolveTrainConfig(options.config);
@@ -552,7 +561,8 @@ class TrainingRun {
     // the filtered groups are left out of the passes altogether.
     const order = this.rngTrain.permutation(samples.length).filter((s) => validMask[s] === 1);
     const microBatches = this.microBatches(order, samples);
-    const grads = zerosLike(this.params);
+    const device = await this.device();
+    const grads = device ? undefined : zerosLike(this.params);
     const scale = 1 / (Math.max(1, microBatches.length) * numT);
     let loss = 0;
     let policyLoss = 0;
@@ -577,22 +587,41 @@ class TrainingRun {
           validMask: Uint8Array.from(mb.map((s) => validMask[s]!)),
           settings: config.nft,
         };
-        const out = await options.policy.lossAndGradients(batch, this.params, this.oldParams);
+        const out = device
+          ? await device.accumulate(batch, scale)
+          : await options.policy.lossAndGradients(batch, this.params, this.oldParams);
         if (!Number.isFinite(out.loss))
           this.diverged(`the NFT loss is ${out.loss} (policy ${out.policyLoss}, KL ${out.klLoss})`);
-        accumulate(grads, out.gradients, scale);
+        if (grads) accumulate(grads, (out as NftStepResult).gradients, scale);
         loss += out.loss * scale;
         policyLoss += out.policyLoss * scale;
         klLoss += out.klLoss * scale;
       }
     }
-    const gradNorm = clipGradNorm(grads, config.maxGradNorm);
-    if (!Number.isFinite(gradNorm)) this.diverged(`the gradient norm is ${gradNorm}`);
-    this.adam.update(this.params, grads);
-    const emaDecay = this.ema.update(this.params, this.step);
-    this.step++;
-    const oldPolicyEta = oldPolicyDecay(this.step, config.decayType);
-    softUpdate(this.oldParams, this.params, oldPolicyEta);
+    let gradNorm: number;
+    let emaDecay: number;
+    let oldPolicyEta: number;
+    if (device) {
+      // The same update on the device: clip, AdamW, EMA, old policy. Only θ_old comes back (rollouts use it).
+      emaDecay = emaDecayAt(this.step, this.ema.maxDecay);
+      oldPolicyEta = oldPolicyDecay(this.step + 1, config.decayType);
+      gradNorm = await device.update({ adamStep: ++this.deviceAdamStep, emaDecay, oldPolicyEta });
+      // Checked after the fact, unlike on the host: the device state is then spoilt, but the run stops here
+      // and the checkpoints on disk are intact.
+      if (!Number.isFinite(gradNorm)) this.diverged(`the gradient norm is ${gradNorm}`);
+      this.step++;
+      this.hostBehind = true;
+      const old = await device.readOldParams();
+      for (const [k, v] of Object.entries(old)) this.oldParams[k]!.set(v);
+    } else {
+      gradNorm = clipGradNorm(grads!, config.maxGradNorm);
+      if (!Number.isFinite(gradNorm)) this.diverged(`the gradient norm is ${gradNorm}`);
+      this.adam.update(this.params, grads!);
+      emaDecay = this.ema.update(this.params, this.step);
+      this.step++;
+      oldPolicyEta = oldPolicyDecay(this.step, config.decayType);
+      softUpdate(this.oldParams, this.params, oldPolicyEta);
+    }
     return {
       trainedSamples: order.length,
       loss,
@@ -658,6 +687,7 @@ class TrainingRun {
       time: { rolloutS: scored.rolloutS, rewardWaitS: scored.rewardWaitS, trainS: trained.trainS, stepS },
     };
     if (step % config.checkpointEvery === 0 || step === config.steps) {
+      await this.syncFromDevice();
       this.saveCheckpoint(record);
       // Each checkpoint also carries its EMA weights as a loadable LoRA (PEFT files), for bench --lora.
       const { policy } = this.options;
@@ -673,6 +703,53 @@ class TrainingRun {
         "\n",
     );
     return record;
+  }
+
+  /** The policy's device training state, created (and loaded with the state here) on first use. */
+  private async device(): Promise<DeviceTrainingState | undefined> {
+    if (this.deviceState === null) {
+      const { optimizer, maxGradNorm } = this.config;
+      const state = this.options.policy.deviceTraining?.(optimizer, maxGradNorm);
+      if (state) {
+        const adam = this.adam.getState();
+        await state.load({
+          params: this.params,
+          oldParams: this.oldParams,
+          ema: this.ema.params,
+          m: adam.m,
+          v: adam.v,
+        });
+        this.deviceAdamStep = adam.step;
+        this.progress?.write(
+          `training state (θ, θ_old, EMA, AdamW moments, gradient sums) stays on ${state.device} between steps\n`,
+        );
+      }
+      this.deviceState = state;
+    }
+    return this.deviceState;
+  }
+
+  /** Brings θ, the EMA and AdamW's moments here up to the device's (before checkpoints and at the end). */
+  async syncFromDevice(): Promise<void> {
+    if (!this.hostBehind || !this.deviceState) return;
+    const state = await this.deviceState.read();
+    for (const [k, v] of Object.entries(state.params)) this.params[k]!.set(v);
+    for (const [k, v] of Object.entries(state.oldParams)) this.oldParams[k]!.set(v);
+    this.ema.load(state.ema);
+    this.adam.loadState({
+      step: this.deviceAdamStep,
+      settings: this.config.optimizer,
+      m: state.m,
+      v: state.v,
+    });
+    this.hostBehind = false;
+  }
+
+  /** Frees the device training state. */
+  async releaseDevice(): Promise<void> {
+    const state = this.deviceState;
+    this.deviceState = null;
+    await state?.dispose();
   }
 
   saveCheckpoint(metrics?: StepMetrics): void {

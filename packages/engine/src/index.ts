@@ -69,6 +69,8 @@ export {
   compile,
   DEVICES,
   type Device,
+  type DeviceValueSpec,
+  DeviceValues,
   defaultRuntime,
   FeedError,
   type RunOptions,

@@ -11,6 +11,13 @@
  *   { id, type: "forget", sid, hid, names | null }                 → { id, ok }
  *   { id, type: "endProfiling", sid }                              → { id, ok, result: profile file path }
  *   { id, type: "release", sid }                                   → { id, ok }
+ *   { id, type: "setValue", name, tensor: {type,data,dims} }        → { id, ok }
+ *   { id, type: "readValue", name }                                → { id, ok, result: data | null (on the device) }
+ *   { id, type: "deleteValues", names | null }                     → { id, ok }
+ * A run may also name device values: `from` (input → value) feeds inputs from them, `to` (output → value)
+ * stores outputs in them instead of sending them back (the reply's `stored` says where each one lives:
+ * "cpu" or "gpu-buffer"). Device values belong to this worker and are shared by its sessions; a failed
+ * run stores nothing.
  * Failures answer { id, ok: false, error: { name, message } }. A run's reply, failed or not, hands the feed
  * buffers back (`inputs`, moved, not copied) so the parent reuses them as staging buffers for its next run.
  * Outputs are moved too: onnxruntime-node copies each output into a fresh ArrayBuffer, which is the
@@ -24,6 +31,13 @@ const fs = require("node:fs");
 const path = require("node:path");
 // sid → { session, kept: Map<hid, Map<name, ort.Tensor>> }
 const sessions = new Map();
+// Device values: name → ort.Tensor (in host memory, or on the device for a WebGPU output kept there).
+const values = new Map();
+
+function dropValue(tensor) {
+  // A tensor on the device holds a GPU buffer until disposed; host tensors are garbage collected.
+  if (tensor && tensor.location === "gpu-buffer") tensor.dispose();
+}
 
 function cudaMissing(message) {
   return /providers_shared|providers_cuda|cudnn|cublas|libcuda|cuda.*(not|fail)|backend not found/i.test(message);
@@ -88,9 +102,23 @@ async function handle(msg) {
         feeds[name] = new ort.Tensor(f.type, f.data, f.dims);
         lent.add(f.data.buffer);
       }
+      for (const input in msg.from || {}) {
+        const tensor = values.get(msg.from[input]);
+        if (!tensor) throw new Error('no device value "' + msg.from[input] + '" for input "' + input + '"');
+        feeds[input] = tensor;
+      }
       const out = await session.run(feeds);
       const result = {};
       const transfer = new Set();
+      const stored = {};
+      for (const name in msg.to || {}) {
+        const value = msg.to[name];
+        const before = values.get(value);
+        values.set(value, out[name]);
+        stored[value] = out[name].location;
+        if (before !== out[name]) dropValue(before);
+        delete out[name];
+      }
       for (const name in out) {
         let data = out[name].data;
         // Own the bytes so they can be moved, not copied, to the parent. An output sharing a lent feed
@@ -102,7 +130,30 @@ async function handle(msg) {
         result[name] = data;
         transfer.add(data.buffer);
       }
-      return { result, transfer: [...transfer] };
+      return { result, transfer: [...transfer], stored };
+    }
+    case "setValue": {
+      const f = msg.tensor;
+      const before = values.get(msg.name);
+      values.set(msg.name, new ort.Tensor(f.type, f.data, f.dims));
+      dropValue(before);
+      return { result: null };
+    }
+    case "readValue": {
+      const tensor = values.get(msg.name);
+      if (!tensor) throw new Error('no device value "' + msg.name + '"');
+      // Reading a GPU tensor's data in the Node binding ends the process; the parent reads those through a
+      // session with host outputs instead.
+      if (tensor.location !== "cpu") return { result: null };
+      const data = tensor.data.slice();
+      return { result: data, transfer: [data.buffer] };
+    }
+    case "deleteValues": {
+      for (const name of msg.names || [...values.keys()]) {
+        dropValue(values.get(name));
+        values.delete(name);
+      }
+      return { result: null };
     }
     case "keep": {
       const { kept } = live(msg.sid);
@@ -166,9 +217,9 @@ function respond(msg) {
     }
   };
   return handle(msg).then(
-    ({ result, transfer }) => {
+    ({ result, transfer, stored }) => {
       const moved = (transfer || []).filter((b) => !lent.includes(b));
-      send({ id: msg.id, ok: true, result, inputs }, moved.concat(lent));
+      send({ id: msg.id, ok: true, result, inputs, stored }, moved.concat(lent));
     },
     (e) => {
       send(

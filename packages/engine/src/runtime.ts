@@ -3,9 +3,10 @@ import { createRequire } from "node:module";
 import { Worker } from "node:worker_threads";
 import { type DType, numel } from "./dtype.js";
 import { EditR1Error } from "./errors.js";
-import type { Graph, Tensor } from "./graph.js";
+import { Graph, type Tensor } from "./graph.js";
 import { summarizeUncovered, uncoveredNodes } from "./kernels.js";
 import { type LoweredModel, lower, type ValueSpec } from "./lower.js";
+import { mul } from "./ops.js";
 import {
   CUDA_INSTALL_COMMAND,
   cudaRequirements,
@@ -120,6 +121,15 @@ export interface SessionOptions {
   profile?: string;
   /** Threshold for the three defaults above (default 256 MiB). */
   bigWeightBytes?: number;
+  /**
+   * Outputs that runs store in device values (`RunOptions.to`) rather than return: on `webgpu` they stay in
+   * GPU memory (onnxruntime's "gpu-buffer" output location), so the next run that reads them from there moves
+   * nothing between host and device. Elsewhere they stay in the worker's memory, which already saves the
+   * round trip to the caller.
+   */
+  deviceOutputs?: readonly string[];
+  /** The device values this session's runs read and write; the session is opened on the worker that holds them. */
+  values?: DeviceValues;
   optimizationLevel?: "disabled" | "basic" | "extended" | "all";
 }
 
@@ -143,6 +153,15 @@ export interface RunOptions {
    * run returned in it. Without `into`, every run returns fresh arrays that no later run touches.
    */
   into?: Readonly<Record<string, TensorData>>;
+  /** Device values to read and write (the session must have been opened with the same `values`). */
+  values?: DeviceValues;
+  /** Inputs fed from device values: input name → value name. Feeds passed as arrays take precedence. */
+  from?: Readonly<Record<string, string>>;
+  /**
+   * Outputs stored in device values instead of returned: output name → value name (created or replaced; the
+   * value's earlier tensor is freed). A failed run stores nothing, so the values keep what they held.
+   */
+  to?: Readonly<Record<string, string>>;
 }
 
 const ORT_TYPE: Readonly<Partial<Record<DType, string>>> = {
@@ -172,6 +191,8 @@ interface Pending {
   reject: (e: Error) => void;
   /** Receives the input buffers the worker hands back, after a successful or a failed run. */
   returned?: ((inputs: Record<string, TensorData>) => void) | undefined;
+  /** Receives where a successful run stored its device values (value name → "cpu" or "gpu-buffer"). */
+  stored?: ((where: Record<string, string>) => void) | undefined;
 }
 
 interface Reply {
@@ -180,6 +201,7 @@ interface Reply {
   result?: unknown;
   error?: { name: string; message: string };
   inputs?: Record<string, TensorData>;
+  stored?: Record<string, string>;
 }
 
 /** One worker thread hosting sessions. It keeps the process alive only while requests are in flight. */
@@ -199,6 +221,7 @@ class WorkerHost {
       this.pending.delete(m.id);
       if (this.pending.size === 0) this.worker.unref();
       if (m.inputs) p.returned?.(m.inputs);
+      if (m.ok && m.stored) p.stored?.(m.stored);
       if (m.ok) p.resolve(m.result);
       else {
         const { name, message } = m.error!;
@@ -228,12 +251,13 @@ class WorkerHost {
     msg: Record<string, unknown>,
     transfer: ArrayBuffer[] = [],
     returned?: (inputs: Record<string, TensorData>) => void,
+    stored?: (where: Record<string, string>) => void,
   ): Promise<T> {
     if (this.dead) return Promise.reject(this.dead);
     const id = this.nextId++;
     return new Promise<T>((resolve, reject) => {
       this.worker.postMessage({ ...msg, id }, transfer);
-      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, returned });
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, returned, stored });
       if (this.pending.size === 1) this.worker.ref();
     });
   }
@@ -250,6 +274,7 @@ interface SharedSession {
   sid: number;
   refs: number;
   model: LoweredModel;
+  device: Device;
   /**
    * One idle staging buffer per input name. A run copies each feed into its input's buffer (or allocates
    * one when it is lent out to a run still in flight), moves it to the worker, and the worker hands it back
@@ -273,6 +298,7 @@ export class Runtime {
   private readonly cache = new Map<string, Promise<SharedSession>>();
   private nextSid = 0;
   private nextHandle = 0;
+  private nextValues = 0;
   private closed = false;
   private readonly ortPath: string;
 
@@ -295,6 +321,15 @@ export class Runtime {
     return this.hosts.reduce((best, h) => (h.sessions < best.sessions ? h : best));
   }
 
+  /**
+   * A new, empty set of device values on one of this runtime's workers: tensors that stay there (on the GPU
+   * for WebGPU outputs) between runs and sessions. Sessions that use them are opened with `{ values }`.
+   */
+  values(): DeviceValues {
+    if (this.closed) throw new RuntimeError("values: this runtime was closed; create a new Runtime");
+    return new DeviceValues(this, this.pickHost(), this.nextValues++);
+  }
+
   /** Lowers `graph` and opens (or reuses) a session computing `options.outputs`. */
   async compile(graph: Graph, options: CompileOptions): Promise<Session> {
     return this.open(lower(graph, { outputs: options.outputs, provider: options.device ?? "cpu" }), options);
@@ -310,11 +345,23 @@ export class Runtime {
         );
       }
     }
+    if (options.values && options.values.runtime !== this)
+      throw new RuntimeError("compile: `values` belong to another Runtime; open the session on that one");
+    for (const name of options.deviceOutputs ?? [])
+      if (!model.outputs.some((o) => o.name === name))
+        throw new RuntimeError(
+          `compile: deviceOutputs names "${name}", which is not an output (outputs: ${model.outputs.map((o) => o.name).join(", ")})`,
+        );
     const ortOptions = sessionOptions(model, options);
-    const key = createHash("sha256").update(model.bytes).update(JSON.stringify(ortOptions)).digest("hex");
+    const key = createHash("sha256")
+      .update(model.bytes)
+      .update(JSON.stringify(ortOptions))
+      // A session over device values must live on their worker: one per set of values.
+      .update(options.values ? `values:${options.values.id}` : "")
+      .digest("hex");
     let entry = this.cache.get(key);
     if (!entry) {
-      entry = this.create(key, model, ortOptions, options.device ?? "cpu");
+      entry = this.create(key, model, ortOptions, options.device ?? "cpu", options.values?.host);
       this.cache.set(key, entry);
       entry.catch(() => this.cache.delete(key));
     }
@@ -328,8 +375,9 @@ export class Runtime {
     model: LoweredModel,
     ortOptions: Record<string, unknown>,
     device: Device,
+    pinned?: WorkerHost,
   ): Promise<SharedSession> {
-    const host = this.pickHost();
+    const host = pinned ?? this.pickHost();
     host.sessions++;
     const sid = this.nextSid++;
     const bytes = model.bytes.slice();
@@ -339,7 +387,17 @@ export class Runtime {
       host.sessions--;
       throw withUncoveredNodes(e, model, device);
     }
-    return { key, host, sid, refs: 0, model, staging: new Map(), stagingAllocations: 0, released: false };
+    return {
+      key,
+      host,
+      sid,
+      refs: 0,
+      model,
+      device,
+      staging: new Map(),
+      stagingAllocations: 0,
+      released: false,
+    };
   }
 
   /** @internal */
@@ -398,6 +456,8 @@ function sessionOptions(model: LoweredModel, o: SessionOptions): Record<string, 
     options.profileFilePrefix = o.profile;
   }
   if (!memoryPattern) options.enableMemPattern = false;
+  if (o.device === "webgpu" && o.deviceOutputs?.length)
+    options.preferredOutputLocation = Object.fromEntries(o.deviceOutputs.map((n) => [n, "gpu-buffer"]));
   return options;
 }
 
@@ -513,10 +573,35 @@ export class Session {
     const { model, host, sid } = shared;
     const wire: Record<string, WireTensor> = {};
     const transfer: ArrayBuffer[] = [];
+    const { values, from = {}, to = {} } = options;
+    if ((Object.keys(from).length || Object.keys(to).length) && !values)
+      throw new FeedError("run: `from` and `to` name device values; pass them as `values`");
+    if (values && values.host !== shared.host)
+      throw new FeedError(
+        "run: these device values live on another worker; open the session with `{ values }`",
+      );
+    const fromValues: Record<string, string> = {};
+    for (const [input, value] of Object.entries(from)) {
+      const spec = model.inputs.find((i) => i.name === input);
+      if (!spec) {
+        if (model.unusedInputs.includes(input)) continue;
+        throw unknownFeed("run", input, model.inputs);
+      }
+      values!.check(value, spec, `input "${input}"`);
+      if (feeds[input] === undefined) fromValues[input] = value;
+    }
+    for (const [output, value] of Object.entries(to)) {
+      if (!model.outputs.some((o) => o.name === output))
+        throw new FeedError(
+          `run: to["${output}"] is not an output; the session's outputs are ${model.outputs.map((o) => o.name).join(", ")}`,
+        );
+      if (typeof value !== "string" || value === "")
+        throw new FeedError(`run: to["${output}"] must name a device value`);
+    }
     for (const spec of model.inputs) {
       const data = feeds[spec.name];
       if (data === undefined) {
-        if (this.kept.has(spec.name)) continue;
+        if (this.kept.has(spec.name) || fromValues[spec.name] !== undefined) continue;
         const need = model.inputs.map((i) => i.name).join(", ");
         throw new FeedError(
           `run: missing feed "${spec.name}" (${spec.dtype} [${spec.shape}]); needs ${need}` +
@@ -533,6 +618,8 @@ export class Session {
     }
     const into = options.into ?? {};
     for (const [name, dest] of Object.entries(into)) {
+      if (to[name] !== undefined)
+        throw new FeedError(`run: output "${name}" is both in \`into\` and in \`to\``);
       const spec = model.outputs.find((o) => o.name === name);
       if (!spec) {
         throw new FeedError(
@@ -542,9 +629,15 @@ export class Session {
       checkFeed("run", spec, dest, `into["${name}"]`);
     }
     const out = await host.request<Record<string, TensorData>>(
-      { type: "run", sid, hid: this.handle, feeds: wire },
+      { type: "run", sid, hid: this.handle, feeds: wire, from: fromValues, to },
       transfer,
       (inputs) => unstage(shared, inputs),
+      (where) => {
+        for (const [output, value] of Object.entries(to)) {
+          const spec = model.outputs.find((o) => o.name === output)!;
+          values!.record(value, spec, where[value] === "gpu-buffer" ? "device" : "host", shared.device);
+        }
+      },
     );
     for (const [name, dest] of Object.entries(into)) {
       (dest as Float32Array).set(out[name] as Float32Array);
@@ -580,6 +673,121 @@ export class Session {
 
   private live(what: string): void {
     if (this.disposed) throw new RuntimeError(`${what}: this session was disposed; compile the graph again`);
+  }
+}
+
+/** What the parent knows of a device value: its type and shape, and whether it is on the device. */
+export interface DeviceValueSpec {
+  dtype: DType;
+  shape: readonly number[];
+  /** "device": in GPU memory (a WebGPU output); "host": in the worker's memory. */
+  where: "device" | "host";
+  /** The device of the session that wrote it last (cpu for values set from arrays). */
+  device: Device;
+}
+
+/**
+ * Named tensors that live in one worker between runs, shared by the sessions opened with them
+ * (`Runtime.values()`, `compile(…, { values })`): a run reads inputs from them (`from`) and stores outputs in
+ * them (`to`) without sending either through the caller. Outputs a WebGPU session declares as
+ * `deviceOutputs` stay in GPU memory, so training state (parameters, optimizer moments) can stay on the
+ * device from one step to the next; `read` brings a value back (through a small session with host outputs,
+ * since onnxruntime-node cannot read GPU tensors directly).
+ */
+export class DeviceValues {
+  private readonly specs = new Map<string, DeviceValueSpec>();
+  private readonly readers = new Map<string, Promise<Session>>();
+
+  /** @internal */
+  constructor(
+    readonly runtime: Runtime,
+    /** @internal */ readonly host: WorkerHost,
+    /** Tells value sets apart (session cache keys use it). */
+    readonly id: number,
+  ) {}
+
+  /** Names of the values held, in the order they were first stored. */
+  get names(): string[] {
+    return [...this.specs.keys()];
+  }
+
+  spec(name: string): DeviceValueSpec | undefined {
+    return this.specs.get(name);
+  }
+
+  /** Stores a copy of `data` (on the host side of the worker; a WebGPU run uploads it when it reads it). */
+  async set(name: string, dtype: DType, shape: readonly number[], data: TensorData): Promise<void> {
+    const spec: ValueSpec = { name, dtype, shape: [...shape] };
+    if (!ORT_TYPE[dtype])
+      throw new FeedError(`DeviceValues.set: "${name}" is ${dtype}, which cannot be passed in`);
+    checkFeed("DeviceValues.set", spec, data, `"${name}"`);
+    const copy = data.slice();
+    await this.host.request(
+      { type: "setValue", name, tensor: { type: ORT_TYPE[dtype], data: copy, dims: spec.shape } },
+      [copy.buffer as ArrayBuffer],
+    );
+    this.specs.set(name, { dtype, shape: spec.shape, where: "host", device: "cpu" });
+  }
+
+  /** A copy of the value, read back from wherever it lives. */
+  async read(name: string): Promise<TensorData> {
+    const spec = this.specs.get(name);
+    if (!spec) throw this.missing(name, "read");
+    const data = await this.host.request<TensorData | null>({ type: "readValue", name });
+    if (data) return data;
+    const reader = await this.reader(spec);
+    const out = await reader.run({}, { values: this, from: { x: name } });
+    return out.y!;
+  }
+
+  /** Frees the named values (all of them when `names` is omitted). */
+  async delete(names?: readonly string[]): Promise<void> {
+    const drop = names ?? this.names;
+    await this.host.request({ type: "deleteValues", names: drop });
+    for (const n of drop) this.specs.delete(n);
+  }
+
+  /** Frees every value and the sessions that read them back. */
+  async dispose(): Promise<void> {
+    await this.delete();
+    const readers = [...this.readers.values()];
+    this.readers.clear();
+    await Promise.all(readers.map(async (r) => (await r).dispose()));
+  }
+
+  /** @internal Fails unless the value exists with the input's type and shape. */
+  check(name: string, spec: ValueSpec, what: string): void {
+    const have = this.specs.get(name);
+    if (!have) throw this.missing(name, `run: ${what}`);
+    if (have.dtype !== spec.dtype || have.shape.join(",") !== spec.shape.join(","))
+      throw new FeedError(
+        `run: ${what} is ${spec.dtype} [${spec.shape}], but device value "${name}" is ${have.dtype} [${have.shape}]`,
+      );
+  }
+
+  /** @internal */
+  record(name: string, spec: ValueSpec, where: "device" | "host", device: Device): void {
+    this.specs.set(name, { dtype: spec.dtype, shape: [...spec.shape], where, device });
+  }
+
+  private missing(name: string, what: string): FeedError {
+    return new FeedError(
+      `${what}: no device value "${name}"; held: ${this.names.join(", ") || "(none)"}. Store it with set() or a run's \`to\` first`,
+    );
+  }
+
+  /** y = x·1 on the value's device, with y on the host: how a GPU value is read back. */
+  private reader(spec: DeviceValueSpec): Promise<Session> {
+    const key = `${spec.device}|${spec.dtype}|${spec.shape}`;
+    let session = this.readers.get(key);
+    if (!session) {
+      const g = new Graph("read_device_value");
+      const x = g.input("x", spec.dtype, spec.shape);
+      session = this.runtime.compile(g, { outputs: { y: mul(x, 1) }, device: spec.device, values: this });
+      session.catch(() => this.readers.delete(key));
+      this.readers.set(key, session);
+    }
+    return session;
   }
 }
 

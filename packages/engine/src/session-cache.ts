@@ -1,5 +1,12 @@
 import type { Graph, Tensor } from "./graph.js";
-import { compile, type Device, type Runtime, RuntimeError, type Session } from "./runtime.js";
+import {
+  compile,
+  type Device,
+  type DeviceValues,
+  type Runtime,
+  RuntimeError,
+  type Session,
+} from "./runtime.js";
 
 export interface SessionCacheOptions {
   device?: Device | undefined;
@@ -18,15 +25,26 @@ export class SessionCache {
 
   constructor(private readonly options: SessionCacheOptions = {}) {}
 
-  get(key: string, build: () => { graph: Graph; outputs: Record<string, Tensor> }): Promise<Session> {
+  get(
+    key: string,
+    build: () => {
+      graph: Graph;
+      outputs: Record<string, Tensor>;
+      /** For sessions whose runs read and write device values (see `SessionOptions`). */
+      values?: DeviceValues;
+      deviceOutputs?: readonly string[];
+    },
+  ): Promise<Session> {
     if (this.closed)
       return Promise.reject(new RuntimeError(`session "${key}": the model was closed; load it again`));
     let entry = this.sessions.get(key);
     if (!entry) {
-      const { graph, outputs } = build();
+      const { graph, outputs, values, deviceOutputs } = build();
       const { device, threads, runtime } = this.options;
       entry = compile(graph, {
         outputs,
+        ...(values ? { values } : {}),
+        ...(deviceOutputs ? { deviceOutputs } : {}),
         ...(device ? { device } : {}),
         ...(threads !== undefined ? { threads } : {}),
         ...(runtime ? { runtime } : {}),
