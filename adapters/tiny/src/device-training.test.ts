@@ -12,10 +12,9 @@ import {
   train,
 } from "@edit-r1/core";
 import { closeDefaultRuntime, type Device } from "@edit-r1/engine";
+import { webgpuForTests } from "@edit-r1/engine/testing";
 import { generateEdits, parseRequirement, renderScene, verify } from "@edit-r1/shapes";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-// @ts-expect-error: the engine's test helper is not part of its published entry.
-import { webgpuForTests } from "../../../packages/engine/src/test-webgpu.js";
 import { loadTinyPolicy, type TinyPolicy } from "./tiny-adapter.js";
 import { TINY_IMAGE_SIZE } from "./tiny-config.js";
 
@@ -183,7 +182,8 @@ describe("training state kept on the device", () => {
     let where: string[] = [];
     const probe: TrainablePolicy = Object.create(wrapped);
     probe.deviceTraining = (...args) => {
-      const state = wrapped.deviceTraining!(...args) as GraphDeviceTraining;
+      const state = policy.deviceTraining(...args) as GraphDeviceTraining;
+      calls.states.push(state);
       const update = state.update.bind(state);
       state.update = async (step) => {
         const norm = await update(step);

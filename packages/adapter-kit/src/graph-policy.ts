@@ -124,6 +124,8 @@ export interface GraphPolicy extends TrainablePolicy {
   bucketKey(request: EditRequest): string;
   prepare(requests: readonly EditRequest[]): Promise<void>;
   exportLora(params: ParamSet, dir: string): Promise<void>;
+  /** Device-resident training state (core's `GraphDeviceTraining`) on webgpu or with `deviceState`; else undefined. */
+  deviceTraining(optimizer: AdamWSettings, maxGradNorm: number): DeviceTrainingState | undefined;
   /**
    * The graphs a batch of `batchSize` requests of `request`'s bucket compiles, built but not lowered or run
    * (nothing is encoded and no session opens): the rollout velocity and the fused training step. For inspection:

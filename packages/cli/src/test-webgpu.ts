@@ -1,23 +1,10 @@
 import type { EditRequest } from "@edit-r1/core";
-import { type Graph, probeProvider, Runtime, type Tensor, WEBGPU_INSTALL_HINT } from "@edit-r1/engine";
-import { expect, it } from "vitest";
+import { type Graph, Runtime, type Tensor } from "@edit-r1/engine";
+import { webgpuForTests } from "@edit-r1/engine/testing";
+import { expect } from "vitest";
 
-/**
- * For tests: whether onnxruntime-node's WebGPU provider loads here. In CI (where .ci/run installs Mesa's
- * software Vulkan) a provider that does not load is a failing test, elsewhere a warning and a skip.
- */
-export async function webgpuLoads(what: string): Promise<boolean> {
-  const probe = await probeProvider("webgpu");
-  if (probe.loads) return true;
-  const reason = `WebGPU does not load here (${probe.error ?? "no error given"}). ${WEBGPU_INSTALL_HINT}.`;
-  const ci = process.env.CI;
-  if (ci && ci !== "0" && ci.toLowerCase() !== "false")
-    it("WebGPU loads (required in CI: .ci/run runs scripts/ensure-vulkan.sh)", () => {
-      throw new Error(reason);
-    });
-  else console.warn(`skipping ${what}: ${reason}`);
-  return false;
-}
+/** For tests: whether WebGPU loads here (engine's `webgpuForTests`: required in CI, a warning and a skip elsewhere). */
+export const webgpuLoads = webgpuForTests;
 
 /** Largest |got − want| and that over the largest |want|; an output that is zero on both sides is 0 apart. */
 export function relDiff(got: ArrayLike<number>, want: ArrayLike<number>): { abs: number; rel: number } {

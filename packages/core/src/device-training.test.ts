@@ -73,7 +73,8 @@ describe("buildUpdateGraph", () => {
       });
       await session.dispose();
 
-      expect(Math.abs(out.gradNorm![0]! - hostNorm) / hostNorm).toBeLessThan(1e-6);
+      const gradNorm = (out.gradNorm as Float32Array)[0]!;
+      expect(Math.abs(gradNorm - hostNorm) / hostNorm).toBeLessThan(1e-6);
       if (maxGradNorm < 1) expect(hostNorm).toBeGreaterThan(maxGradNorm);
       const want: Record<string, ParamSet> = {
         params: hostParams,
@@ -93,6 +94,6 @@ describe("buildUpdateGraph", () => {
       // θ moved: the check is not of an update that did nothing.
       expect(hostParams.bias).not.toEqual(params.bias);
       for (const k of Object.keys(shapes))
-        expect(Array.from(out[`next.acc.${k}`]!)).toEqual(Array.from(acc[k]!, () => 0));
+        expect(Array.from(out[`next.acc.${k}`] as Float32Array)).toEqual(Array.from(acc[k]!, () => 0));
     });
 });

@@ -2,7 +2,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { Graph } from "./graph.js";
 import * as o from "./ops.js";
 import { type Device, FeedError, Runtime, RuntimeError } from "./runtime.js";
-import { webgpuForTests } from "./test-webgpu.js";
+import { webgpuForTests } from "./testing.js";
 
 const WEBGPU = await webgpuForTests("device values on webgpu");
 const runtimes: Runtime[] = [];

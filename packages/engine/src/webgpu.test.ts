@@ -14,7 +14,7 @@ import * as o from "./ops.js";
 import { Runtime, RuntimeError, type TensorData } from "./runtime.js";
 import { rng } from "./test-gradcheck.js";
 import { PROBES, probeModel } from "./test-kernel-probe.js";
-import { webgpuForTests } from "./test-webgpu.js";
+import { webgpuForTests } from "./testing.js";
 
 /**
  * The WebGPU execution provider against the CPU provider, with CPU fallback disabled, so every node really ran

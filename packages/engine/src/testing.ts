@@ -2,6 +2,8 @@ import { test } from "vitest";
 import { probeProvider, WEBGPU_INSTALL_HINT } from "./providers.js";
 
 /**
+ * `@edit-r1/engine/testing`: helpers for test suites (vitest), here and in the packages that build on the engine.
+ *
  * For tests: whether this machine's onnxruntime-node runs WebGPU (a one-node session in a child process, CPU
  * fallback disabled). When it does not, the WebGPU tests are skipped with the reason printed, except in CI
  * (`CI` set, as `.ci/run` does after `scripts/ensure-vulkan.sh`), where a failing test says what is missing:
