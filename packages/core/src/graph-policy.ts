@@ -2,6 +2,7 @@ import {
   type Device,
   type DeviceValues,
   type DType,
+  defaultRuntime,
   Graph,
   grad,
   numel,
@@ -83,6 +84,8 @@ const gradName = (name: string) => `grad.${name}`;
 const accName = (name: string) => `acc.${name}`;
 const accOutName = (name: string) => `next.acc.${name}`;
 const SCALE = "scale";
+/** Rollouts whose fixed feeds stay on the GPU at once (webgpu): the one running and the one before. */
+const RESIDENT_ROLLOUTS = 2;
 
 type ArrayClass = new (n: number) => TensorData;
 const ARRAY_OF: Readonly<Record<DType, ArrayClass>> = {
@@ -107,6 +110,9 @@ const ARRAY_OF: Readonly<Record<DType, ArrayClass>> = {
 export class GraphNftPolicyCore {
   /** Rollout sessions ("velocity:<B>") and training sessions ("train:<B>|β|KL|clip"), compiled once each. */
   private readonly sessions: SessionCache;
+  /** Device values of resident rollout feeds (webgpu) and their rollouts, oldest first. */
+  private rollouts: { values: DeviceValues; resident: string[] } | undefined;
+  private nextRollout = 0;
   private disposed = false;
   private readonly latentSize: number;
 
@@ -250,7 +256,11 @@ export class GraphNftPolicyCore {
   /**
    * The rollout velocity under `params` for a batch of `batchSize` samples, for a Sampler: x flattened
    * batch-first, sigma fed as t for every sample. The session is compiled on first use and cached per
-   * batch size. `params` is read at each call, so do not change it during a rollout.
+   * batch size. `params` is read at each call (on webgpu: at the first), so do not change it during a rollout.
+   *
+   * On webgpu the conditions and θ, which every sampler step feeds unchanged, go to GPU memory once per rollout
+   * (device values, `rolloutValues`) instead of once per step; only x and t cross each step. The last
+   * `RESIDENT_ROLLOUTS` rollouts stay there; a rollout whose feeds were dropped since uploads them again.
    */
   velocity(conditions: ConditionFeeds, params: ParamSet, batchSize: number): VelocityFn {
     this.checkOpen("velocity");
@@ -260,9 +270,47 @@ export class GraphNftPolicyCore {
       ...this.conditionFeeds(conditions, batchSize, "velocity"),
       ...this.parameterFeeds(params, thetaName, "params"),
     };
+    if (this.options.device === "webgpu") return this.residentVelocity(fixed, batchSize);
     return async (x: Float32Array, sigma: number) => {
       const session = await this.velocitySession(batchSize);
       const out = await session.run({ ...this.latentFeeds(x, sigma, batchSize), ...fixed });
+      return out[V] as Float32Array;
+    };
+  }
+
+  /** The device values holding the resident rollouts' feeds (webgpu), once a rollout has run. */
+  get rolloutValues(): DeviceValues | undefined {
+    return this.rollouts?.values;
+  }
+
+  private residentVelocity(fixed: Record<string, TensorData>, batchSize: number): VelocityFn {
+    const rollout = `rollout${this.nextRollout++}`;
+    const name = (input: string) => `${rollout}/${input}`;
+    const from = Object.fromEntries(Object.keys(fixed).map((input) => [input, name(input)]));
+    return async (x: Float32Array, sigma: number) => {
+      this.rollouts ??= { values: (this.options.runtime ?? defaultRuntime()).values(), resident: [] };
+      const { values, resident } = this.rollouts;
+      const session = await this.cached(`velocity:${batchSize}|values ${values.id}`, () => ({
+        ...this.velocityGraph(batchSize),
+        values,
+      }));
+      if (Object.values(from).some((n) => !values.spec(n))) {
+        // Make room first: the oldest rollouts' feeds go (a rollout still running uploads them again).
+        while (resident.length >= RESIDENT_ROLLOUTS) {
+          const old = resident.shift()!;
+          await values.delete(values.names.filter((n) => n.startsWith(`${old}/`)));
+        }
+        for (const [input, data] of Object.entries(fixed)) {
+          const spec = session.inputs.find((i) => i.name === input);
+          // An input the lowered graph does not use (a condition the model ignores) stays out.
+          if (spec) await values.upload(name(input), spec.dtype, spec.shape, data, "webgpu");
+        }
+        resident.push(rollout);
+      }
+      const used = Object.fromEntries(
+        Object.entries(from).filter(([input]) => session.inputs.some((i) => i.name === input)),
+      );
+      const out = await session.run(this.latentFeeds(x, sigma, batchSize), { values, from: used });
       return out[V] as Float32Array;
     };
   }
@@ -333,6 +381,8 @@ export class GraphNftPolicyCore {
   async dispose(): Promise<void> {
     if (this.disposed) return;
     this.disposed = true;
+    await this.rollouts?.values.dispose();
+    this.rollouts = undefined;
     await this.sessions.close();
   }
 
@@ -352,11 +402,11 @@ export class GraphNftPolicyCore {
     return this.cached(`train:${key}`, () => this.trainingGraph(batchSize, s));
   }
 
-  private cached(key: string, build: () => BuiltGraph): Promise<Session> {
-    return this.sessions.get(key, () => {
-      const { graph, outputs } = build();
-      return { graph, outputs };
-    });
+  private cached(
+    key: string,
+    build: () => BuiltGraph & { values?: DeviceValues; deviceOutputs?: readonly string[] },
+  ): Promise<Session> {
+    return this.sessions.get(key, build);
   }
 
   private buildVelocity(

@@ -64,6 +64,23 @@ for (const device of ["cpu", ...(WEBGPU ? ["webgpu"] : [])] as Device[]) {
       await session.dispose();
     });
 
+    it("upload puts a float value in GPU memory on webgpu (the worker's memory elsewhere), unchanged", async () => {
+      const runtime = new Runtime();
+      runtimes.push(runtime);
+      const values = runtime.values();
+      await values.upload("w", "float32", [N], start(), device);
+      await values.upload("ids", "int64", [3], BigInt64Array.of(1n, 2n, 3n), device);
+      expect(values.spec("w")!.where).toBe(device === "webgpu" ? "device" : "host");
+      // Only float values move; others stay where onnxruntime uploads them per run.
+      expect(values.spec("ids")!.where).toBe("host");
+      expect(Array.from((await values.read("w")) as Float32Array)).toEqual(Array.from(start()));
+      expect(Array.from((await values.read("ids")) as BigInt64Array)).toEqual([1n, 2n, 3n]);
+      const session = await sgdStep(device, runtime, values);
+      const out = await session.run({ g: gradient(0) }, { values, from: { w: "w" }, to: { next: "w" } });
+      expect(out.loss).toBeDefined();
+      await values.dispose();
+    });
+
     it("are shared by the sessions opened with them", async () => {
       const runtime = new Runtime({ workers: 2 });
       runtimes.push(runtime);

@@ -696,7 +696,8 @@ export interface DeviceValueSpec {
  */
 export class DeviceValues {
   private readonly specs = new Map<string, DeviceValueSpec>();
-  private readonly readers = new Map<string, Promise<Session>>();
+  /** One-node sessions that read values back and upload them, by device, dtype and shape. */
+  private readonly sessions = new Map<string, Promise<Session>>();
 
   /** @internal */
   constructor(
@@ -729,6 +730,37 @@ export class DeviceValues {
     this.specs.set(name, { dtype, shape: spec.shape, where: "host", device: "cpu" });
   }
 
+  /**
+   * Stores a copy of `data` on `device`: on webgpu a float value is moved into GPU memory once (through a one-node
+   * session with a GPU output), so the runs that read it do not upload it each time. Elsewhere, or for other
+   * dtypes, it is `set` (the worker's memory).
+   */
+  async upload(
+    name: string,
+    dtype: DType,
+    shape: readonly number[],
+    data: TensorData,
+    device: Device,
+  ): Promise<void> {
+    await this.set(name, dtype, shape, data);
+    if (device !== "webgpu" || (dtype !== "float32" && dtype !== "float16")) return;
+    const key = `up|${device}|${dtype}|${shape}`;
+    let session = this.sessions.get(key);
+    if (!session) {
+      const g = new Graph("upload_device_value");
+      const x = g.input("x", dtype, shape);
+      session = this.runtime.compile(g, {
+        outputs: { y: mul(x, 1) },
+        device,
+        values: this,
+        deviceOutputs: ["y"],
+      });
+      session.catch(() => this.sessions.delete(key));
+      this.sessions.set(key, session);
+    }
+    await (await session).run({}, { values: this, from: { x: name }, to: { y: name } });
+  }
+
   /** A copy of the value, read back from wherever it lives. */
   async read(name: string): Promise<TensorData> {
     const spec = this.specs.get(name);
@@ -747,12 +779,12 @@ export class DeviceValues {
     for (const n of drop) this.specs.delete(n);
   }
 
-  /** Frees every value and the sessions that read them back. */
+  /** Frees every value and the sessions that read them back or upload them. */
   async dispose(): Promise<void> {
     await this.delete();
-    const readers = [...this.readers.values()];
-    this.readers.clear();
-    await Promise.all(readers.map(async (r) => (await r).dispose()));
+    const sessions = [...this.sessions.values()];
+    this.sessions.clear();
+    await Promise.all(sessions.map(async (r) => (await r.catch(() => undefined))?.dispose()));
   }
 
   /** @internal Fails unless the value exists with the input's type and shape. */
@@ -778,14 +810,14 @@ export class DeviceValues {
 
   /** y = x·1 on the value's device, with y on the host: how a GPU value is read back. */
   private reader(spec: DeviceValueSpec): Promise<Session> {
-    const key = `${spec.device}|${spec.dtype}|${spec.shape}`;
-    let session = this.readers.get(key);
+    const key = `read|${spec.device}|${spec.dtype}|${spec.shape}`;
+    let session = this.sessions.get(key);
     if (!session) {
       const g = new Graph("read_device_value");
       const x = g.input("x", spec.dtype, spec.shape);
       session = this.runtime.compile(g, { outputs: { y: mul(x, 1) }, device: spec.device, values: this });
-      session.catch(() => this.readers.delete(key));
-      this.readers.set(key, session);
+      session.catch(() => this.sessions.delete(key));
+      this.sessions.set(key, session);
     }
     return session;
   }
