@@ -93,6 +93,9 @@ export function createFluxKontextAdapter(settings: FluxKontextAdapterSettings = 
         ...(options.loraAlpha !== undefined ? { loraAlpha: options.loraAlpha } : {}),
         ...(options.loraScale !== undefined ? { loraScale: options.loraScale } : {}),
         ...(options.noiseSeed !== undefined ? { seed: options.noiseSeed } : {}),
+        ...(options.attentionHeadChunk !== undefined
+          ? { attentionHeadChunk: options.attentionHeadChunk }
+          : {}),
         // A fixed size is both the output and the size the source is resized to, as in Edit-R1's rollouts.
         ...(resolution
           ? {

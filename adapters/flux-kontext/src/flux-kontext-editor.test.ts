@@ -85,6 +85,34 @@ describe("FLUX.1-Kontext editor on a tiny random replica", () => {
     });
   });
 
+  it("attentionHeadChunk: the transformer computes attention a head at a time, and the image is the same", async () => {
+    const softmaxes = (editor: Awaited<ReturnType<typeof loadFluxKontext>>) => {
+      // The velocity graph of one small edit (private: what the edit's sessions compile).
+      const built = (
+        editor as unknown as {
+          transformerGraph(t: number, a: number, b: number): { g: { nodes: { op: string }[] } };
+        }
+      ).transformerGraph(16, 16, 16);
+      return built.g.nodes.filter((n) => n.op === "Softmax").length;
+    };
+    const all = await loadFluxKontext({ model: replica.dir, ...TINY });
+    const chunked = await loadFluxKontext({ model: replica.dir, ...TINY, attentionHeadChunk: 1 });
+    try {
+      const heads = replica.transformerConfig.num_attention_heads as number;
+      expect(heads).toBeGreaterThan(1);
+      // One Softmax per attention, or one per head of it.
+      expect(softmaxes(chunked)).toBe(softmaxes(all) * heads);
+      const [a, b] = [await all.edit([request()]), await chunked.edit([request()])];
+      let worst = 0;
+      for (let i = 0; i < a[0]!.data.length; i++)
+        worst = Math.max(worst, Math.abs(a[0]!.data[i]! - b[0]!.data[i]!));
+      expect(worst).toBeLessThanOrEqual(1);
+    } finally {
+      await all.close();
+      await chunked.close();
+    }
+  });
+
   it("is deterministic per request key and seed, and the instruction and guidance matter", async () => {
     const { images } = await editWith({}, [
       request(),

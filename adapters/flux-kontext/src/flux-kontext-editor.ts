@@ -129,6 +129,11 @@ export interface LoadFluxKontextOptions extends OpenFluxKontextOptions, Partial<
   truncateInstructions?: boolean;
   /** onnxruntime intra-op threads per session. */
   threads?: number;
+  /**
+   * Heads per attention chunk in the transformer: one chunk's scores are alive at once instead of every head's
+   * (the memory peak of a high-resolution edit). Same images; default all heads at once.
+   */
+  attentionHeadChunk?: number;
 }
 
 /** An edit ready to sample: see `FluxKontextEditor.prepareEdit`. */
@@ -165,6 +170,7 @@ export class FluxKontextEditor implements Editor {
       loraScale?: number | undefined;
       truncateInstructions?: boolean | undefined;
       threads?: number | undefined;
+      attentionHeadChunk?: number | undefined;
     } = {},
   ) {
     checkSettings(settings);
@@ -467,6 +473,7 @@ export class FluxKontextEditor implements Editor {
         contextGrid,
         dtype: this.options.dtype,
         lora: this.lora.options,
+        attentionHeadChunk: this.options.attentionHeadChunk,
       },
     );
     // Every module and factor shape of the file against the graph's, before a feed could fail on one.
@@ -567,6 +574,7 @@ export async function loadFluxKontext(options: LoadFluxKontextOptions): Promise<
     loraScale: scale,
     truncateInstructions: options.truncateInstructions,
     threads: options.threads,
+    attentionHeadChunk: options.attentionHeadChunk,
   });
   editor.checkWeights();
   return editor;

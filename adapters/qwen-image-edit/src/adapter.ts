@@ -98,6 +98,9 @@ export function createQwenImageEditAdapter(settings: QwenImageEditAdapterSetting
         ...(options.loraAlpha !== undefined ? { loraAlpha: options.loraAlpha } : {}),
         ...(options.loraScale !== undefined ? { loraScale: options.loraScale } : {}),
         ...(options.noiseSeed !== undefined ? { seed: options.noiseSeed } : {}),
+        ...(options.attentionHeadChunk !== undefined
+          ? { attentionHeadChunk: options.attentionHeadChunk }
+          : {}),
         // A fixed size is the output and the area sources are resized to for the VAE (and, in v1, for the VLM),
         // as Edit-R1's rollouts do at 512². calculate_dimensions rounds sides to multiples of 32, so the area is
         // at least 32² (a 16×16 output still VAE-encodes its source at 32×32).

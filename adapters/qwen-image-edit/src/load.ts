@@ -35,6 +35,11 @@ export interface LoadQwenImageEditOptions extends ResolveOptions, Partial<QwenIm
   preset?: "benchmark" | "pipeline" | "rollout";
   /** onnxruntime intra-op threads per session. */
   threads?: number;
+  /**
+   * Heads per attention chunk in the transformer: one chunk's scores are alive at once instead of every head's
+   * (the memory peak of a high-resolution edit). Same images; default all heads at once.
+   */
+  attentionHeadChunk?: number;
 }
 
 const PRESETS = {
@@ -77,6 +82,7 @@ export function editorOf(
     threads?: number | undefined;
     lora?: LoraFile | undefined;
     loraScale?: number | undefined;
+    attentionHeadChunk?: number | undefined;
   } = {},
 ): QwenImageEditEditor {
   if (!model.textEncoder) throw new QwenImageEditError(`${model.dir}: the pipeline has no text encoder`);
@@ -114,6 +120,7 @@ export async function loadQwenImageEdit(options: LoadQwenImageEditOptions): Prom
     // A zero scale is the base model: drop the LoRA rather than multiply it by 0 on every call.
     lora: scale === 0 ? undefined : lora,
     loraScale: scale,
+    attentionHeadChunk: options.attentionHeadChunk,
   });
 }
 

@@ -71,6 +71,46 @@ describe("Qwen-Image-Edit editor on tiny replicas", () => {
     }
   });
 
+  it("attentionHeadChunk: the transformer computes attention a head at a time, and the image is the same", async () => {
+    const softmaxes = (editor: Awaited<ReturnType<typeof tiny>>) => {
+      // The velocity graph of one small edit (private: what the edit's sessions compile).
+      const built = (
+        editor as unknown as {
+          transformerGraph(
+            shapes: number[][],
+            text: number,
+            masked: boolean,
+          ): { g: { nodes: { op: string }[] } };
+        }
+      ).transformerGraph(
+        [
+          [1, 2, 2],
+          [1, 2, 2],
+        ],
+        8,
+        false,
+      );
+      return built.g.nodes.filter((n) => n.op === "Softmax").length;
+    };
+    const all = await tiny("edit-plus");
+    const chunked = await tiny("edit-plus", { attentionHeadChunk: 1 });
+    try {
+      const heads = all.model.transformer.config.numAttentionHeads;
+      expect(heads).toBeGreaterThan(1);
+      // One Softmax per attention, or one per head of it.
+      expect(softmaxes(chunked)).toBe(softmaxes(all) * heads);
+      const request = { key: "k", instruction: "make it red", source: sourceImage(32, 32, 1) };
+      const [a] = await all.edit([request]);
+      const [b] = await chunked.edit([request]);
+      let worst = 0;
+      for (let i = 0; i < a!.data.length; i++) worst = Math.max(worst, Math.abs(a!.data[i]! - b!.data[i]!));
+      expect(worst).toBeLessThanOrEqual(1);
+    } finally {
+      await all.close();
+      await chunked.close();
+    }
+  });
+
   it("pads text rows behind a mask without changing the guided velocity", async () => {
     const request = {
       key: "k",

@@ -134,6 +134,8 @@ export interface QwenImageEditEditorOptions {
   /** Multiplies the LoRA's alpha/rank (default 1). */
   loraScale?: number | undefined;
   threads?: number | undefined;
+  /** Heads per attention chunk in the transformer (default: all heads at once). */
+  attentionHeadChunk?: number | undefined;
 }
 
 /**
@@ -448,6 +450,7 @@ export class QwenImageEditEditor implements Editor {
         imgShapes: shapes,
         dtype: this.options.dtype,
         lora: this.lora.options,
+        attentionHeadChunk: this.options.attentionHeadChunk,
       },
     );
     // Every module and factor shape of the file against the graph's, before a feed could fail on one.

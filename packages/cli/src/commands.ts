@@ -20,6 +20,8 @@ const adapterFlags = {
   guidance: { type: "string" },
   dtype: { type: "string" },
   resolution: { type: "string" },
+  // Heads per attention chunk in the transformer (adapters that declare it): edit, bench, train, plan.
+  "attention-chunk": { type: "string" },
 } as const;
 
 export const COMMANDS: readonly Command[] = [
@@ -41,7 +43,6 @@ export const COMMANDS: readonly Command[] = [
       "rollout-lag": { type: "string" },
       store: { type: "string" },
       recompute: { type: "boolean" },
-      "attention-chunk": { type: "string" },
     },
     run: async (ctx) => (await import("./commands/train.js")).train(ctx),
   },
@@ -66,7 +67,7 @@ export const COMMANDS: readonly Command[] = [
     name: "bench",
     summary: "evaluate an adapter on a benchmark (imgedit, gedit, shapes)",
     usage:
-      "edit-r1 bench --adapter <name> --benchmark imgedit|gedit|shapes [--judge <spec>] [--data dir|repo] [--language en|cn] [--subset full|intersection] [--lora path] [--limit N] [--out dir]",
+      "edit-r1 bench --adapter <name> --benchmark imgedit|gedit|shapes [--judge <spec>] [--data dir|repo] [--language en|cn] [--subset full|intersection] [--lora path] [--attention-chunk N] [--limit N] [--out dir]",
     options: {
       ...adapterFlags,
       benchmark: { type: "string" },
@@ -83,7 +84,7 @@ export const COMMANDS: readonly Command[] = [
     name: "edit",
     summary: "edit one image with an adapter",
     usage:
-      'edit-r1 edit --adapter <name> [--model dir|repo] --image in.png [--image in2.png …] --instruction "…" [--lora path] --out out.png',
+      'edit-r1 edit --adapter <name> [--model dir|repo] --image in.png [--image in2.png …] --instruction "…" [--lora path] [--attention-chunk N] --out out.png',
     options: {
       ...adapterFlags,
       // Repeated for multi-image models (Qwen-Image-Edit-2509/2511: up to 3).
@@ -180,7 +181,6 @@ export const COMMANDS: readonly Command[] = [
       batch: { type: "string" },
       train: { type: "boolean" },
       recompute: { type: "boolean" },
-      "attention-chunk": { type: "string" },
       json: { type: "boolean" },
     },
     run: async (ctx) => (await import("./commands/plan.js")).plan(ctx),

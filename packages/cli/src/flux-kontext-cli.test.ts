@@ -71,6 +71,22 @@ describe("edit-r1 on a FLUX.1-Kontext-dev replica", () => {
     expect([edited.width, edited.height]).toEqual([1024, 1024]);
   }, 120_000);
 
+  it("--attention-chunk 1 (one head's scores at a time) writes the same image as all heads at once", async () => {
+    const images = [];
+    for (const chunk of [[], ["--attention-chunk", "1"]]) {
+      const out = join(tmp, `edit-chunk-${chunk.length}.png`);
+      const c = capture();
+      expect(await main([...edit(out, "512x512"), ...chunk], c.io), c.err.join("\n")).toBe(0);
+      images.push(await decodeImage(out));
+    }
+    const [all, chunked] = images;
+    let worst = 0;
+    for (let i = 0; i < all!.data.length; i++)
+      worst = Math.max(worst, Math.abs(all!.data[i]! - chunked!.data[i]!));
+    // Each head's attention is the same computation either way; at most a rounding step of the 8-bit output.
+    expect(worst).toBeLessThanOrEqual(1);
+  }, 120_000);
+
   it("refuses a resolution the adapter does not declare", async () => {
     const out = join(tmp, "small.png");
     const c = capture();

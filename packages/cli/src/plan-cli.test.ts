@@ -102,6 +102,23 @@ describe("edit-r1 plan", () => {
     expect(measured, report).toBeLessThanOrEqual(3.5 * planned + 64 * MiB);
   }, 180_000);
 
+  it("on webgpu the training state kept on the device is part of the run's resident memory", async () => {
+    const json = async (device: string) => {
+      const c = capture();
+      const args = ["plan", "--adapter", "tiny", "--train", "--device", device, "--json"];
+      expect(await main(args, c.io), c.err.join("\n")).toBe(0);
+      return JSON.parse(c.out.join("\n")) as {
+        residentBytes: number;
+        training: { parameters: number; deviceStateBytes: number };
+      };
+    };
+    const [cpu, gpu] = [await json("cpu"), await json("webgpu")];
+    expect(cpu.training.deviceStateBytes).toBe(0);
+    // θ, θ_old, EMA, m, v and the gradient sums, float32 each.
+    expect(gpu.training.deviceStateBytes).toBe(6 * 4 * gpu.training.parameters);
+    expect(gpu.residentBytes - cpu.residentBytes).toBe(gpu.training.deviceStateBytes);
+  });
+
   it("refuses a bad --batch", async () => {
     const c = capture();
     expect(await main(["plan", "--adapter", "tiny", "--batch", "0"], c.io)).toBe(2);

@@ -40,6 +40,45 @@ describe("edit-r1 on a Qwen-Image-Edit replica", () => {
     expect([edited.width, edited.height]).toEqual([32, 32]);
   });
 
+  it("--attention-chunk 1 (one head's scores at a time) writes the same image as all heads at once", async () => {
+    const args = ["edit", ...small, "--model", model, "--image", image, "--instruction", "make it purple"];
+    const images = [];
+    for (const chunk of [[], ["--attention-chunk", "1"]]) {
+      const out = join(tmp, `edit-chunk-${chunk.length}.png`);
+      const c = capture();
+      expect(
+        await main([...args, ...chunk, "--resolution", "32x32", "--out", out], c.io),
+        c.err.join("\n"),
+      ).toBe(0);
+      images.push(await decodeImage(out));
+    }
+    const [all, chunked] = images;
+    let worst = 0;
+    for (let i = 0; i < all!.data.length; i++)
+      worst = Math.max(worst, Math.abs(all!.data[i]! - chunked!.data[i]!));
+    expect(worst).toBeLessThanOrEqual(1);
+    const c = capture();
+    expect(
+      await main(
+        [
+          "edit",
+          "--adapter",
+          "tiny",
+          "--image",
+          image,
+          "--instruction",
+          "x",
+          "--attention-chunk",
+          "1",
+          "--out",
+          join(tmp, "never.png"),
+        ],
+        c.io,
+      ),
+    ).not.toBe(0);
+    expect(c.err.join("\n")).toMatch(/cannot chunk its attention by heads; drop --attention-chunk/);
+  });
+
   it("edits with two source images (--image repeated), and refuses more than the adapter takes", async () => {
     const out = join(tmp, "edit-two.png");
     const second = repoImage("coffee.png");

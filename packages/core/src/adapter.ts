@@ -34,8 +34,8 @@ export interface AdapterCapabilities {
   /** Its training graph can checkpoint per transformer block (`AdapterLoadOptions.recompute`, --recompute). */
   recompute?: boolean;
   /**
-   * Its policy's graphs can compute attention a few heads at a time (`AdapterLoadOptions.attentionHeadChunk`,
-   * --attention-chunk).
+   * Its editor's and policy's graphs can compute attention a few heads at a time
+   * (`AdapterLoadOptions.attentionHeadChunk`, --attention-chunk on edit, bench, train and plan).
    */
   attentionHeadChunk?: boolean;
 }
@@ -76,10 +76,11 @@ export interface AdapterLoadOptions {
    */
   recompute?: boolean;
   /**
-   * Heads per attention chunk in the policy's rollout and training graphs (adapters that declare
-   * `capabilities.attentionHeadChunk`): attention runs over that many heads at a time, so one chunk's score
-   * matrix is alive instead of every head's (the rollout's memory peak at high resolution), and in training each
-   * chunk's scores are recomputed in its own backward. Same results; a few more, smaller kernels.
+   * Heads per attention chunk in the editor's transformer and the policy's rollout and training graphs (adapters
+   * that declare `capabilities.attentionHeadChunk`): attention runs over that many heads at a time, so one
+   * chunk's score matrix is alive instead of every head's (the memory peak of an edit or a rollout at high
+   * resolution), and in training each chunk's scores are recomputed in its own backward. Same results; a few
+   * more, smaller kernels.
    */
   attentionHeadChunk?: number;
 }
@@ -229,10 +230,6 @@ export function checkAdapter(
     if (!(Number.isInteger(options.attentionHeadChunk) && options.attentionHeadChunk >= 1))
       throw new ConfigError(
         `${name}: --attention-chunk must be a whole number of heads ≥ 1, got ${options.attentionHeadChunk}.`,
-      );
-    if (purpose !== "train")
-      throw new ConfigError(
-        `${name}: --attention-chunk applies to the training policy's graphs (train, plan); drop it here.`,
       );
     if (!caps.attentionHeadChunk)
       throw new ConfigError(`${name} cannot chunk its attention by heads; drop --attention-chunk.`);

@@ -50,7 +50,7 @@ export function adapterOptions(ctx: CommandContext): AdapterLoadOptions {
     guidance: numberFlag(ctx, "guidance"),
     dtype: dtype as AdapterLoadOptions["dtype"],
     resolution: size ? [Number(size[1]), Number(size[2])] : undefined,
-    // Only commands that take --recompute and --attention-chunk (train, plan) can set them.
+    // Only commands that take --recompute (train, plan) can set it.
     recompute: ctx.values.recompute === true ? true : undefined,
     attentionHeadChunk: intFlag(ctx, "attention-chunk", 1),
   };

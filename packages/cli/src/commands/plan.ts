@@ -38,6 +38,11 @@ export interface TrainingState {
   gradientBytes: number;
   /** Held in the Node process, not on the device: θ, θ_old, the EMA and AdamW's m and v, float32 each. */
   hostBytes: number;
+  /**
+   * Kept on the device between steps (webgpu: θ, θ_old, the EMA, AdamW's m and v and the gradient sums, float32
+   * each, in device values); 0 where the trainer holds the state (cpu, cuda). Part of the run's resident memory.
+   */
+  deviceStateBytes: number;
 }
 
 /** Known device sizes the plan is compared against (decimal GB, as the cards are sold). */
@@ -133,7 +138,7 @@ export async function plan(ctx: CommandContext): Promise<number> {
         graph: "training",
         plan: planMemory(built.training!.graph, built.training!.outputs),
       });
-      state = trainingState(policy.parameterShapes ?? {});
+      state = trainingState(policy.parameterShapes ?? {}, options.device ?? "cpu");
     }
   } finally {
     await policy.dispose?.();
@@ -144,7 +149,7 @@ export async function plan(ctx: CommandContext): Promise<number> {
   const peak = Math.max(...phases.map((p) => p.plan.totalBytes));
   // Every session keeps its own copy of the weights and the policy keeps its sessions open, so in a run the
   // rollout and training sessions are resident together.
-  const resident = residentBytes(phases);
+  const resident = residentBytes(phases) + (state?.deviceStateBytes ?? 0);
   const fits = Object.fromEntries(
     DEVICE_SIZES_GB.map((gb) => [`${gb}GB`, { step: peak <= gb * 1e9, run: resident <= gb * 1e9 }]),
   );
@@ -195,7 +200,10 @@ export async function plan(ctx: CommandContext): Promise<number> {
   if (state)
     ctx.out(
       `  LoRA: ${state.factors} factors, ${millions(state.parameters)} parameters; θ and θ_old fed ${fmt(state.deviceFeedBytes)}, ` +
-        `gradients out ${fmt(state.gradientBytes)} (both included above); host RAM for θ, θ_old, EMA, AdamW m and v: ${fmt(state.hostBytes)}`,
+        `gradients out ${fmt(state.gradientBytes)} (both included above); host RAM for θ, θ_old, EMA, AdamW m and v: ${fmt(state.hostBytes)}` +
+        (state.deviceStateBytes
+          ? `; kept on ${device} between steps (θ, θ_old, EMA, m, v, gradient sums; in the run's resident memory): ${fmt(state.deviceStateBytes)}`
+          : ""),
     );
   const where = device === "cpu" ? "of RAM" : "of device memory";
   ctx.out(`peak: ${fmt(peak)} ${where} (the largest phase)`);
@@ -230,7 +238,7 @@ function residentBytes(phases: readonly PhasePlan[]): number {
   return fixed + transient;
 }
 
-function trainingState(shapes: Record<string, readonly number[]>): TrainingState {
+function trainingState(shapes: Record<string, readonly number[]>, device: string): TrainingState {
   const factors = Object.keys(shapes).length;
   const parameters = Object.values(shapes).reduce((n, s) => n + numel(s), 0);
   return {
@@ -239,6 +247,8 @@ function trainingState(shapes: Record<string, readonly number[]>): TrainingState
     deviceFeedBytes: 2 * 4 * parameters,
     gradientBytes: 4 * parameters,
     hostBytes: 5 * 4 * parameters,
+    // Adapter-kit's policies keep the training state on the device on webgpu (core's GraphDeviceTraining).
+    deviceStateBytes: device === "webgpu" ? 6 * 4 * parameters : 0,
   };
 }
 
