@@ -71,7 +71,11 @@ describe("checkAdapter", () => {
     const chunking = { ...trainable, capabilities: { ...trainable.capabilities, attentionHeadChunk: true } };
     expect(() => checkAdapter(chunking, { attentionHeadChunk: 4 }, "train")).not.toThrow();
     expect(() => checkAdapter(chunking, { attentionHeadChunk: 0 }, "train")).toThrow(/whole number of heads/);
-    expect(() => checkAdapter(chunking, { attentionHeadChunk: 4 }, "edit")).toThrow(/train, plan/);
+    // Editors chunk too (edit, bench), as the policy does.
+    expect(() => checkAdapter(chunking, { attentionHeadChunk: 4 }, "edit")).not.toThrow();
+    expect(() => checkAdapter(trainable, { attentionHeadChunk: 4 }, "edit")).toThrow(
+      /cannot chunk its attention/,
+    );
     expect(() => checkAdapter(trainable, { lora: "x", loraConfig: { rank: 4 } }, "train")).toThrow(
       /either a LoRA to start from/,
     );

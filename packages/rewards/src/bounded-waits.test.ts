@@ -74,7 +74,9 @@ describe("a judge that never answers", () => {
     expect(elapsed).toBeLessThan(1500);
     expect(lines[0]).toBe(`judge: no answer from ${url} after 0.1 s, retry 1/20`);
     expect(lines[1]).toBe(`judge: no answer from ${url} after 0.1 s, retry 2/20`);
-    expect(lines.length).toBeGreaterThanOrEqual(3);
+    // A line per retry: every attempt but the last. How many fit in 0.45 s depends on the machine's load (a
+    // loaded CI machine fitted 3), so the count is bounded, not fixed.
+    expect(lines).toHaveLength(err.attempts - 1);
     expect(lines.length).toBeLessThan(6);
     // Every attempt reached the silent server and timed out (the HTTP agent may open a spare connection).
     expect(connections()).toBeGreaterThanOrEqual(err.attempts);
