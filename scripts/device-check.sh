@@ -3,7 +3,8 @@
 # the payload scripts/pack-device-check.mjs made (a Node binary, onnxruntime-node, the built engine/core/tiny
 # adapter/CLI, the Vulkan loader) and runs, on each execution provider that loads:
 #   1. edit-r1 doctor (which providers load, the CUDA the provider links, the GPU);
-#   2. a few tiny-adapter training steps (a rollout, then fused NFT steps with AdamW);
+#   2. a few tiny-adapter training steps (a rollout, then fused NFT steps with AdamW; on webgpu the same steps
+#      again with the training state kept on the device, checked against the host's);
 #   3. one FLUX-Kontext-size double-stream block (hidden 3072, 24 heads, T5 width 4096, random weights, LoRA
 #      rank 32 on the Edit-R1 targets) forward + backward at 512² (1024 target + 1024 context + 128 text tokens);
 #   4. the same block checkpointed with attention 4 heads at a time (block-lean: the same loss, less memory),
